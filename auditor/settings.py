@@ -110,13 +110,16 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND") or None
 CELERY_TASK_ACKS_LATE = True  # a killed worker's task is redelivered; stages are idempotent
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("DERMAUDIT_QUEUE", "dermaudit")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Broker-less real workers (used by tests under the embedded default): kombu's file transport.
     _queue_dir = Path(os.environ.get("CELERY_FILESYSTEM_QUEUE", VAR_DIR / "celery-queue"))
     _queue_dir.mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_queue_dir), "data_folder_out": str(_queue_dir)}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir), "data_folder_out": str(_queue_dir), "control_folder": str(_queue_dir / "control"),
+    }
 
 # --- auth, API ------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -145,6 +148,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Audits and validates synthetic dermatology images.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI served from our own static files: hospitals often have no internet.
     "SWAGGER_UI_DIST": "SIDECAR",

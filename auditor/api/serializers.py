@@ -18,6 +18,7 @@ class ImageSetSerializer(serializers.ModelSerializer):
             "description", "intended_use", "created_by", "created_at", "manifest_sha256", "image_count",
         ]
         read_only_fields = ["created_at", "manifest_sha256"]
+        validators = []  # name uniqueness per organisation is checked in validate(), after the organisation is known
 
     def validate(self, attrs):
         user = self.context["request"].user
