@@ -11,6 +11,7 @@ Safety properties (each has a test in tests/auditor/test_ingest_*.py):
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import stat
@@ -57,27 +58,67 @@ def blob_name(sha256: str, suffix: str) -> str:
     return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}{suffix}"
 
 
-def store_blob(name: str, data: bytes) -> None:
-    """Write content-addressed bytes once. On local disk: temp file + fsync + rename, so a name that
-    exists always holds complete bytes (a crash mid-write leaves only a temp file)."""
-    if isinstance(default_storage, FileSystemStorage):
-        target = Path(default_storage.path(name))
-        if target.exists() and target.stat().st_size == len(data):
-            return
+_created_dirs: set[Path] = set()
+
+
+def store_blob(name: str, data: bytes, *, durable: bool = True) -> Path | None:
+    """Write content-addressed bytes once. On local disk: temp file + rename, so a name that exists always
+    holds complete bytes (a crash mid-write leaves only a temp file). With durable=False the caller must call
+    `make_durable` on the returned paths before it commits rows that point at them (one sync per chunk is
+    ~30x cheaper than an fsync per file)."""
+    if not isinstance(default_storage, FileSystemStorage):
+        if not default_storage.exists(name):
+            # Object stores (django-storages) make a PUT visible, and durable, only once complete.
+            default_storage.save(name, ContentFile(data))
+        return None
+    target = Path(default_storage.path(name))
+    if target.exists() and target.stat().st_size == len(data):
+        return None
+    if target.parent not in _created_dirs:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
+        _created_dirs.add(target.parent)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-    elif not default_storage.exists(name):
-        # Object stores (django-storages) make a PUT visible only once complete.
-        default_storage.save(name, ContentFile(data))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _syncfs(path: Path) -> bool:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+    except (OSError, AttributeError):
+        return False
+    try:
+        return getattr(libc, "syncfs", None) is not None and libc.syncfs(fd) == 0
+    finally:
+        os.close(fd)
+
+
+def make_durable(paths: list[Path]) -> None:
+    """Flush written blobs (and their renames) to disk: one syncfs of the media file system where Linux
+    offers it, else an fsync per file and folder."""
+    if not paths:
+        return
+    if _syncfs(paths[0].parent):
+        return
+    for path in paths:
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    for folder in {p.parent for p in paths}:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _limits() -> dict[str, int | float]:
@@ -249,6 +290,7 @@ class _Batch:
         self.pending: list[Image] = []
         self.pending_duplicates: list[tuple[str, str]] = []
         self.pending_errors: list[tuple[str, str]] = []
+        self.written: list[Path] = []
 
     def add_image(self, image: Image) -> None:
         self.known[image.pixel_sha256] = (None, image.original_name)
@@ -269,7 +311,9 @@ class _Batch:
                 self.job.duplicates += 1
             return
         stored_name = blob_name(normalised.sha256, normalised.stored_suffix)
-        store_blob(stored_name, normalised.stored_bytes)
+        written = store_blob(stored_name, normalised.stored_bytes, durable=False)
+        if written is not None:
+            self.written.append(written)
         image_labels = labels.lookup(name) if labels else None
         self.add_image(
             Image(
@@ -296,6 +340,8 @@ class _Batch:
         self.job.failed += 1
 
     def flush(self) -> None:
+        make_durable(self.written)  # blobs reach the disk before any row that points at them is committed
+        self.written = []
         with transaction.atomic():
             created = Image.objects.bulk_create(self.pending)
             for image in created:

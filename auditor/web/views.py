@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import Count
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -53,7 +53,8 @@ def imageset_list(request):
             image_set.organisation = Organisation.objects.get(pk=writable[0])
             image_set.created_by = request.user
             try:
-                image_set.save()
+                with transaction.atomic():
+                    image_set.save()
             except IntegrityError:
                 form.add_error("name", "An image set with this name already exists.")
             else:

@@ -72,6 +72,13 @@ MATRIX = {
 }
 
 
+try:  # each app contributes its own rows (and the objects they need) to the one matrix
+    from tests.reader_study.authz import MATRIX as READER_STUDY_MATRIX, make_objects as make_reader_study_objects
+except ImportError:  # the app has no endpoints yet
+    READER_STUDY_MATRIX, make_reader_study_objects = {}, None
+MATRIX.update(READER_STUDY_MATRIX)
+
+
 def _named_patterns(patterns, namespace: str | None = None):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):
@@ -95,7 +102,10 @@ def _objects(organisation: Organisation, hint: str) -> dict:
                                  file="images/test.png", original_name="a.png", width=1, height=1,
                                  original_format="PNG", original_mode="RGB")
     error = IngestError.objects.create(image_set=image_set, job=job, file_name="bad.png", reason="corrupt")
-    return {"set": image_set, "spare": spare, "job": job, "image": image, "error": error, "seq": _TAGS}
+    objects = {"set": image_set, "spare": spare, "job": job, "image": image, "error": error, "seq": _TAGS}
+    if make_reader_study_objects is not None:
+        objects.update(make_reader_study_objects(organisation, tag, objects))
+    return objects
 
 
 def test_every_endpoint_has_an_entry():

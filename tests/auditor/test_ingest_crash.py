@@ -36,11 +36,11 @@ def test_crash_mid_batch_then_retry(image_set, big_zip, monkeypatch):
     real_store = importer.store_blob
     calls = {"n": 0}
 
-    def crashing_store(name: str, data: bytes) -> None:
+    def crashing_store(name: str, data: bytes, **kwargs):
         calls["n"] += 1
         if calls["n"] == 100:  # in the middle of the second chunk: some blobs written, their rows not yet
             raise OSError("simulated crash")
-        real_store(name, data)
+        return real_store(name, data, **kwargs)
 
     monkeypatch.setattr(importer, "store_blob", crashing_store)
     job = IngestJob.objects.create(image_set=image_set, source="batch.zip", source_paths=[str(big_zip)])

@@ -36,3 +36,5 @@ class Command(BaseCommand):
         run_ingest(job, [source], after_chunk=report)
         self.stderr.write("")
         self.stdout.write(image_set_summary(image_set, job))
+        seconds = (job.finished_at - job.started_at).total_seconds()
+        self.stdout.write(f"  import time: {job.total} files in {seconds:.2f} s ({job.total / max(seconds, 1e-9):.1f} files/s)")

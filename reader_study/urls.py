@@ -1,0 +1,2 @@
+app_name = "reader_study"
+urlpatterns: list = []
