@@ -371,14 +371,26 @@ class _Batch:
 
 
 def run_ingest(job: IngestJob, sources: list[Path], *, after_chunk: Callable[[IngestJob], None] | None = None) -> IngestJob:
-    """Import `sources` into `job.image_set`, updating the job's progress a chunk at a time."""
+    """Import `sources` (files, zips, folders) into `job.image_set`, updating the job's progress a chunk at a time."""
+    source_errors: list[tuple[str, str]] = []
+    entries, labels = collect_entries(sources, source_errors)
+    return ingest_entries(job, entries, labels, source_errors, after_chunk=after_chunk)
+
+
+def ingest_entries(
+    job: IngestJob,
+    entries: list[Entry],
+    labels: LabelTable | None = None,
+    source_errors: list[tuple[str, str]] = (),
+    *,
+    after_chunk: Callable[[IngestJob], None] | None = None,
+) -> IngestJob:
+    """The one registration path for every source (uploads, folders, generated samples)."""
     job.status = IngestJob.Status.RUNNING
     job.started_at = timezone.now()
     job.processed = job.imported = job.duplicates = job.failed = job.skipped = 0
-    job.save()
-    source_errors: list[tuple[str, str]] = []
-    entries, labels = collect_entries(sources, source_errors)
     job.total = len(entries)
+    job.save()
     batch = _Batch(job)
     for name, reason in source_errors:
         batch.error(name, reason)

@@ -92,6 +92,10 @@ STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 DERMAUDIT_MODEL_DIR = Path(os.environ.get("DERMAUDIT_MODEL_DIR", VAR_DIR / "models"))
 DERMAUDIT_FEATURE_CACHE = Path(os.environ.get("DERMAUDIT_FEATURE_CACHE", VAR_DIR / "feature-cache"))
 DERMAUDIT_INCEPTION_WEIGHTS = os.environ.get("DERMAUDIT_INCEPTION_WEIGHTS", "")
+# Time budget for a detector an audit trains itself (reference vs its baseline set) when none was chosen.
+DERMAUDIT_AUDIT_DETECTOR_SECONDS = float(os.environ.get("DERMAUDIT_AUDIT_DETECTOR_SECONDS", 180))
+# Images whose Grad-CAM faithfulness (ROAD against RandomCAM) an audit measures (~0.6 s each on a CPU core).
+DERMAUDIT_ROAD_IMAGES = int(os.environ.get("DERMAUDIT_ROAD_IMAGES", 32))
 
 # --- ingestion limits -----------------------------------------------------------------------
 DERMAUDIT_MAX_IMAGE_PIXELS = int(os.environ.get("DERMAUDIT_MAX_IMAGE_PIXELS", 40_000_000))
@@ -129,7 +133,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "web:imageset-list"
+LOGIN_REDIRECT_URL = "web:home"
 LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {

@@ -18,5 +18,15 @@ class ImageSetRolePermission(BasePermission):
     def has_object_permission(self, request, view, obj) -> bool:
         if request.method in SAFE_METHODS:
             return True
-        organisation_id = getattr(obj, "organisation_id", None) or obj.image_set.organisation_id
-        return can_write(request.user, organisation_id)
+        return can_write(request.user, organisation_of(obj))
+
+
+def organisation_of(obj) -> int:
+    """The organisation an object belongs to, directly or through its image set or audit."""
+    for path in ("organisation_id", "image_set.organisation_id", "audit.organisation_id"):
+        value = obj
+        for attribute in path.split("."):
+            value = getattr(value, attribute, None)
+        if value is not None:
+            return value
+    raise TypeError(f"{type(obj).__name__} has no organisation")

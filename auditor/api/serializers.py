@@ -103,3 +103,8 @@ class IngestJobSerializer(serializers.ModelSerializer):
 class UploadSerializer(serializers.Serializer):
     files = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False,
                                   help_text="image files and/or zip archives (optionally with labels.csv)")
+
+
+class CopyBaselineSerializer(serializers.Serializer):
+    n = serializers.IntegerField(min_value=1, required=False, help_text="how many reference images (default: all)")
+    seed = serializers.IntegerField(default=0)

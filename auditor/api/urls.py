@@ -2,13 +2,16 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import views
+from . import audits, training, views
 
 router = DefaultRouter()
 router.register("image-sets", views.ImageSetViewSet, basename="imageset")
 router.register("images", views.ImageViewSet, basename="image")
 router.register("ingest-errors", views.IngestErrorViewSet, basename="ingesterror")
 router.register("ingest-jobs", views.IngestJobViewSet, basename="ingestjob")
+router.register("generator-runs", training.GeneratorRunViewSet, basename="generatorrun")
+router.register("audits", audits.AuditViewSet, basename="audit")
+router.register("reports", audits.ReportViewSet, basename="report")
 
 urlpatterns = [
     path("token/", views.ObtainTokenView.as_view(), name="api-token"),

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.db.models import Count
+from django.db.models import Count, ProtectedError
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -14,11 +14,13 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from ..access import READ_ROLES, organisation_ids, readable_image_sets
+from ..generators import make_copy_baseline
 from ..importer import delete_image_set
 from ..models import Image, ImageSet, IngestError, IngestJob
 from ..uploads import UploadTooLarge, stage_uploads, start_job
 from .permissions import ImageSetRolePermission
 from .serializers import (
+    CopyBaselineSerializer,
     ImageSerializer,
     ImageSetDetailSerializer,
     ImageSetSerializer,
@@ -78,8 +80,26 @@ class ImageSetViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
     def perform_create(self, serializer):
         serializer.save(created_by=self.request.user)
 
-    def perform_destroy(self, instance):
-        delete_image_set(instance)
+    def destroy(self, request, *args, **kwargs):
+        instance = self.get_object()
+        try:
+            delete_image_set(instance)
+        except ProtectedError as exc:
+            users = sorted({str(obj) for obj in exc.protected_objects})[:5]
+            return Response({"detail": f"image set {instance.name!r} is used by {', '.join(users)}; audits and training "
+                                       "runs keep their inputs, so it cannot be deleted"}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=CopyBaselineSerializer, responses={201: ImageSetSerializer})
+    @action(detail=True, methods=["post"], url_path="copy-baseline")
+    def copy_baseline(self, request, pk=None):
+        """Make a baseline set of this set's own images (a perfect memoriser) to prove the memorisation check."""
+        reference = self.get_object()  # object permission: write roles of the set's organisation only
+        payload = CopyBaselineSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        image_set = make_copy_baseline(reference, n=payload.validated_data.get("n"), seed=payload.validated_data["seed"], user=request.user)
+        image_set.image_count = image_set.images.count()
+        return Response(ImageSetSerializer(image_set, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: IngestJobSerializer})
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])

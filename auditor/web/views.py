@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 from ..access import READ_ROLES, WRITE_ROLES, can_write, has_any_role, organisation_ids, readable_image_sets
 from ..models import ImageSet, IngestJob, Organisation
 from ..uploads import UploadTooLarge, stage_uploads, start_job
-from .forms import ImageSetForm
+from .forms import ImageSetForm, TrainForm
 
 
 def _require(user, roles) -> None:
@@ -74,8 +74,11 @@ def imageset_detail(request, pk: int):
         "duplicates": image_set.duplicate_records.select_related("duplicate_of")[:500],
         "jobs": image_set.ingest_jobs.all()[:10],
         "can_upload": can_write(request.user, image_set.organisation_id),
+        "generator_runs": image_set.generator_runs.all()[:20],
+        "train_form": TrainForm(),
     }
     return render(request, "auditor/imageset_detail.html", context)
+
 
 
 @login_required

@@ -139,3 +139,13 @@ def test_token_endpoint_issues_tokens_and_is_rate_limited(quality_user, settings
     statuses = [client.post("/api/token/", {"username": "quality-a", "password": "wrong"}, format="json").status_code for _ in range(12)]
     assert statuses[:9] == [400] * 9 and statuses[-1] == 429
     cache.clear()
+
+
+def test_a_set_used_by_an_audit_cannot_be_deleted(quality_client, org, image_set):
+    from auditor.models import Audit
+
+    reference = ImageSet.objects.create(organisation=org, name="ref", kind="reference")
+    Audit.objects.create(organisation=org, name="a1", generated_set=image_set, reference_set=reference)
+    response = quality_client.delete(f"/api/image-sets/{reference.pk}/")
+    assert response.status_code == 409 and "audit a1" in response.json()["detail"]
+    assert ImageSet.objects.filter(pk=reference.pk).exists()

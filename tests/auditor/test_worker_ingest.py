@@ -27,6 +27,6 @@ def test_worker_process_imports_a_zip(image_set, quality_user, tmp_path, setting
 
     job.refresh_from_db()
     assert job.status == "succeeded", job.message
-    assert (job.imported, job.failed) == (20, 1)
+    assert (job.imported, job.failed) == (20, 1), (job.message, pool.log("w1")[-2000:])
     assert image_set.images.count() == 20
     assert "auditor.ingest" in pool.log("w1") and "succeeded" in pool.log("w1")

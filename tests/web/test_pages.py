@@ -55,3 +55,28 @@ def test_security_headers(client, quality_user):
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+@pytest.mark.slow
+def test_train_a_generator_from_the_set_page(client, quality_user, org, pad_dir, settings, tmp_path, django_capture_on_commit_callbacks):
+    from auditor.models import GeneratorRun
+    from tests.auditor.ingest_helpers import ingest_paths
+
+    settings.DERMAUDIT_MODEL_DIR = tmp_path / "models"
+    reference = ImageSet.objects.create(organisation=org, name="pad", kind="reference")
+    ingest_paths(reference, [pad_dir / "images"])
+    client.force_login(quality_user)
+    page = client.get(f"/sets/{reference.pk}/").content.decode()
+    assert 'id="train-form"' in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/sets/{reference.pk}/train/", {"kind": "vae", "minutes": 0.1, "image_size": 32, "seed": 1})
+    run = GeneratorRun.objects.get()
+    assert response.url == f"/generators/{run.pk}/"
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.checkpoint_sha256
+    detail = client.get(response.url).content.decode()
+    assert run.checkpoint_sha256 in detail and "Sample a baseline set" in detail
+    sampled = client.post(f"/generators/{run.pk}/sample/", {"n": 5, "seed": 3})
+    baseline = ImageSet.objects.get(kind="baseline")
+    assert sampled.url == f"/sets/{baseline.pk}/" and baseline.images.count() == 5

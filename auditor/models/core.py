@@ -106,6 +106,11 @@ class Image(models.Model):
     fitzpatrick = models.PositiveSmallIntegerField(null=True, blank=True, choices=[(i, str(i)) for i in range(1, 7)])
     acquisition = models.CharField(max_length=20, choices=Acquisition.choices, blank=True)
     extra_labels = models.JSONField(default=dict, blank=True)
+    # Estimated from the pixels (metrics.phototype), filled by the first audit that needs it.
+    fitzpatrick_estimate = models.PositiveSmallIntegerField(null=True, blank=True)
+    ita_deg = models.FloatField(null=True, blank=True)
+    phototype_method = models.CharField(max_length=40, blank=True, help_text="empty = not estimated yet")
+    phototype_note = models.CharField(max_length=300, blank=True, help_text="why the estimate is undetermined")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

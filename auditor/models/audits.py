@@ -1,0 +1,125 @@
+"""Audits, their per-stage results, and the versioned reports they produce."""
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from .core import ImageSet, Organisation
+from .training import DetectorRun
+
+STAGES = ["features", "fidelity", "phototype", "memorization", "detector", "explanations", "report"]
+
+# Pre-specified acceptance criteria: name -> (default threshold, "max" = value must be <= threshold, "min" = >=).
+# The value compared is the one named in `basis` (e.g. the upper CI bound for FD, a conservative choice).
+DEFAULT_CRITERIA = {
+    "fd_upper_ci_over_floor": {"threshold": 3.0, "direction": "max", "enabled": True,
+                               "basis": "upper 95% CI of FD divided by the real-vs-real floor at the same N"},
+    "kid": {"threshold": 0.05, "direction": "max", "enabled": True, "basis": "KID point estimate"},
+    "precision": {"threshold": 0.5, "direction": "min", "enabled": True, "basis": "precision (k=5)"},
+    "recall": {"threshold": 0.3, "direction": "min", "enabled": True, "basis": "recall (k=5)"},
+    "memorization_rate": {"threshold": 0.05, "direction": "max", "enabled": True, "basis": "upper 95% CI of the copy-candidate rate"},
+    "phototype_tvd": {"threshold": 0.5, "direction": "max", "enabled": True, "basis": "total variation distance to the target"},
+    "detector_auc": {"threshold": 0.99, "direction": "max", "enabled": False, "basis": "detector ROC AUC on the generated set vs held-out real"},
+    "reader_auc": {"threshold": 0.75, "direction": "max", "enabled": False, "basis": "reader-averaged AUC (upper CI)"},
+}
+
+
+class Audit(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="audits")
+    name = models.CharField(max_length=200)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    generated_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="audits_as_generated")
+    reference_set = models.ForeignKey(ImageSet, on_delete=models.PROTECT, related_name="audits_as_reference")
+    training_set = models.ForeignKey(ImageSet, null=True, blank=True, on_delete=models.PROTECT, related_name="audits_as_training")
+    baseline_set = models.ForeignKey(ImageSet, null=True, blank=True, on_delete=models.PROTECT, related_name="audits_as_baseline")
+    include_copy_baseline = models.BooleanField(default=False)
+    detector = models.ForeignKey(DetectorRun, null=True, blank=True, on_delete=models.PROTECT, related_name="audits")
+    reader_study = models.ForeignKey("reader_study.Study", null=True, blank=True, on_delete=models.SET_NULL, related_name="audits")
+    target_phototype = models.JSONField(default=dict, blank=True, help_text='{"kind": "uniform"|"reference"|"custom", "distribution": {"1": p, …}}')
+    criteria = models.JSONField(default=dict, blank=True)
+    extractor_id = models.CharField(max_length=50, default="effnet-lite0-imagenet")
+    seed = models.BigIntegerField(default=20261128)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    stage = models.CharField(max_length=20, blank=True)
+    done = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    stage_started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    locked_at = models.DateTimeField(null=True, blank=True, help_text="criteria are frozen from this moment")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"audit {self.name} ({self.status})"
+
+    def effective_criteria(self) -> dict:
+        merged = {name: dict(spec) for name, spec in DEFAULT_CRITERIA.items()}
+        for name, override in (self.criteria or {}).items():
+            if name in merged:
+                merged[name].update(override)
+        return merged
+
+
+class AuditResult(models.Model):
+    """One stage's output (JSON). Stages are idempotent: re-running replaces the row."""
+
+    audit = models.ForeignKey(Audit, on_delete=models.CASCADE, related_name="results")
+    stage = models.CharField(max_length=20)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["audit", "stage"], name="one_result_per_stage")]
+
+
+class Report(models.Model):
+    class Status(models.TextChoices):
+        DRAFT = "draft"
+        APPROVED = "approved"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    audit = models.ForeignKey(Audit, on_delete=models.CASCADE, related_name="reports")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
+    pdf = models.CharField(max_length=500)
+    json = models.CharField(max_length=500)
+    pdf_sha256 = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    prepared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["audit", "-version"]
+        constraints = [models.UniqueConstraint(fields=["audit", "version"], name="one_report_per_version")]
+
+
+class AuditChunk(models.Model):
+    """One unit of per-image work (feature extraction, phototype estimation) that any worker may take.
+
+    Done chunks are never redone; the worker that did each is recorded (scale-out evidence)."""
+
+    audit = models.ForeignKey(Audit, on_delete=models.CASCADE, related_name="chunks")
+    index = models.PositiveIntegerField()
+    image_ids = models.JSONField()
+    done = models.BooleanField(default=False)
+    worker = models.CharField(max_length=200, blank=True)
+    seconds = models.FloatField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["audit", "index"]
+        constraints = [models.UniqueConstraint(fields=["audit", "index"], name="one_chunk_per_index")]

@@ -1,0 +1,120 @@
+"""Web pages for audits: create (with criteria), run, watch progress, read results, download and approve reports."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from .. import pipeline
+from ..access import READ_ROLES, WRITE_ROLES, can_write, organisation_ids
+from ..models import Audit, ImageSet, Report
+from ..models.audits import DEFAULT_CRITERIA
+from ..reporting import ReportError, approve_report
+from ..tasks import run_audit_task
+from .views import _require
+
+
+class AuditForm(forms.ModelForm):
+    class Meta:
+        model = Audit
+        fields = ["name", "generated_set", "reference_set", "training_set", "baseline_set", "include_copy_baseline", "seed"]
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        sets = ImageSet.objects.filter(organisation_id__in=organisation_ids(user, WRITE_ROLES))
+        for name in ("generated_set", "reference_set", "training_set", "baseline_set"):
+            self.fields[name].queryset = sets
+        for name, spec in DEFAULT_CRITERIA.items():
+            self.fields[f"criterion_{name}"] = forms.FloatField(initial=spec["threshold"], label=f"{name} ({spec['direction']})",
+                                                                help_text=spec["basis"])
+            self.fields[f"enabled_{name}"] = forms.BooleanField(initial=spec["enabled"], required=False, label=f"use {name}")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("generated_set") and data.get("reference_set") and data["generated_set"] == data["reference_set"]:
+            raise forms.ValidationError("The generated and reference sets must differ.")
+        return data
+
+    def criteria(self) -> dict:
+        return {name: {"threshold": self.cleaned_data[f"criterion_{name}"], "enabled": self.cleaned_data[f"enabled_{name}"]}
+                for name in DEFAULT_CRITERIA}
+
+
+def _audits(user):
+    return Audit.objects.filter(organisation_id__in=organisation_ids(user, READ_ROLES))
+
+
+@login_required
+def audit_list(request):
+    _require(request.user, READ_ROLES)
+    writable = organisation_ids(request.user, WRITE_ROLES)
+    form = AuditForm(request.POST or None, user=request.user)
+    if request.method == "POST":
+        if not writable:
+            raise PermissionDenied("Your role cannot create audits.")
+        if form.is_valid():
+            audit = form.save(commit=False)
+            audit.organisation = audit.generated_set.organisation
+            audit.created_by = request.user
+            audit.criteria = form.criteria()
+            audit.save()
+            return redirect("web:audit-detail", pk=audit.pk)
+    return render(request, "auditor/audit_list.html", {"audits": _audits(request.user).select_related("generated_set", "reference_set"),
+                                                        "form": form, "can_create": bool(writable)})
+
+
+@login_required
+def audit_detail(request, pk: int):
+    _require(request.user, READ_ROLES)
+    audit = get_object_or_404(_audits(request.user).select_related("generated_set", "reference_set"), pk=pk)
+    results = {r.stage: r.data for r in audit.results.all()}
+    summary = (results.get("report") or {}).get("criteria", [])
+    return render(request, "auditor/audit_detail.html", {
+        "audit": audit, "progress": pipeline.progress(audit), "criteria": audit.effective_criteria(), "summary": summary,
+        "reports": audit.reports.select_related("prepared_by", "approved_by"), "stages_done": sorted(results),
+        "can_write": can_write(request.user, audit.organisation_id),
+    })
+
+
+@login_required
+@require_POST
+def audit_run(request, pk: int):
+    _require(request.user, READ_ROLES)
+    audit = get_object_or_404(_audits(request.user), pk=pk)
+    if not can_write(request.user, audit.organisation_id):
+        raise PermissionDenied("Your role cannot run audits.")
+    try:
+        with transaction.atomic():
+            pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
+    except pipeline.AuditConfigurationError as exc:
+        messages.error(request, str(exc))
+    return redirect("web:audit-detail", pk=pk)
+
+
+@login_required
+def report_download(request, pk, which: str):
+    _require(request.user, READ_ROLES)
+    report = get_object_or_404(Report.objects.filter(audit__in=_audits(request.user)), pk=pk)
+    path = report.pdf if which == "pdf" else report.json
+    return FileResponse(open(path, "rb"), as_attachment=True, filename=f"dermaudit-audit{report.audit_id}-v{report.version}.{which}",
+                        content_type="application/pdf" if which == "pdf" else "application/json")
+
+
+@login_required
+@require_POST
+def report_approve(request, pk):
+    _require(request.user, READ_ROLES)
+    report = get_object_or_404(Report.objects.filter(audit__in=_audits(request.user)), pk=pk)
+    try:
+        approved = approve_report(report, request.user)
+        messages.info(request, f"Approved as version {approved.version}.")
+    except PermissionError as exc:
+        raise PermissionDenied(str(exc)) from None
+    except ReportError as exc:
+        messages.error(request, str(exc))
+    return redirect("web:audit-detail", pk=report.audit_id)

@@ -1,0 +1,197 @@
+"""Feature-extraction throughput of the default extractor, side by side with the naive way, in one run.
+
+    .venv/bin/python -m benchmarks.features [--n 128] [--batch 64]
+
+Naive: torchmetrics FrechetInceptionDistance(feature=<the same EfficientNet-Lite0 module>), fed batch by batch in
+fp32 (plain timm forward, NCHW, batch norm unfolded), images decoded and resized one by one in the same thread.
+Ours: metrics.features.extract_features (batch norm folded into the convolutions, channels-last, inference mode,
+decoding on a background thread). Both see identical 224-px uint8 inputs (same PIL preprocessing), so their FDs
+must agree; the table prints the difference.
+
+Two inputs: isic-uda1 JPEGs from disk (512x384 -> 224) and 64-px in-memory arrays upsampled to 224 (the size a
+baseline GAN produces). Also: model FLOPs per image (torch.utils.flop_counter), the fraction of this CPU's measured
+fp32 matmul peak that each path reaches, model-only variants (what each optimisation buys), bf16 autocast, and peak
+RSS of the fast path at two N in fresh processes (memory must not grow with N beyond the N x 1280 feature array).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def isic_paths() -> list[Path]:
+    folder = SHARED / "isic-uda1"
+    with open(folder / "labels.csv", newline="") as handle:
+        return [folder / row["file"] for row in csv.DictReader(handle)]
+
+
+def load_avg() -> str:
+    return "load average %.2f %.2f %.2f" % os.getloadavg()
+
+
+def matmul_peak_gflops(dtype: torch.dtype, repeats: int = 5) -> float:
+    a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048**3 / best / 1e9
+
+
+def model_gflops_per_image(model: torch.nn.Module) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.zeros(1, 3, 224, 224, dtype=torch.uint8))
+    return counter.get_total_flops() / 1e9
+
+
+def naive_pass(module, sources, batch_size: int) -> tuple[float, float, "FrechetInceptionDistance"]:
+    """torchmetrics FID fed batch by batch; first half real, second half fake. Returns (seconds, FD, metric)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    from metrics.image_io import load_square
+
+    metric = FrechetInceptionDistance(feature=module)
+    half = len(sources) // 2
+    start = time.perf_counter()
+    for begin in range(0, len(sources), batch_size):
+        chunk = sources[begin : begin + batch_size]
+        batch = torch.from_numpy(np.stack([load_square(s, 224) for s in chunk])).permute(0, 3, 1, 2).contiguous()
+        real_part = max(0, min(len(chunk), half - begin))
+        if real_part:
+            metric.update(batch[:real_part], real=True)
+        if real_part < len(chunk):
+            metric.update(batch[real_part:], real=False)
+    value = float(metric.compute())
+    return time.perf_counter() - start, value, metric
+
+
+def fast_pass(sources, batch_size: int, from_arrays: bool) -> tuple[float, float]:
+    from metrics.features import extract_features, extract_features_from_arrays
+    from metrics.frechet import compute_frechet_distance
+
+    start = time.perf_counter()
+    if from_arrays:
+        features = extract_features_from_arrays(sources, batch_size=batch_size)
+    else:
+        features = extract_features(sources, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    half = len(sources) // 2
+    fd = compute_frechet_distance(
+        features.select(range(half)), features.select(range(half, len(sources))), seed=0, n_jackknife_groups=0,
+        allow_rank_deficient=True,
+    ).value
+    return seconds, fd
+
+
+def model_variants(extractor, batch: np.ndarray, repeats: int = 2) -> list[tuple[str, float]]:
+    """img/s of the network alone on one preprocessed batch, one optimisation added at a time."""
+    from metrics.extractors import EffNetReferenceModule
+
+    plain = EffNetReferenceModule(copy.deepcopy(extractor.model))
+    nchw = torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+    channels_last = EffNetReferenceModule(copy.deepcopy(extractor.model).to(memory_format=torch.channels_last))
+
+    def rate(call) -> float:
+        call()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - start)
+        return len(batch) / best
+
+    rows = [("fp32 NCHW, autograd on", rate(lambda: plain(nchw)))]
+    with torch.inference_mode():
+        rows.append(("fp32 NCHW, inference_mode", rate(lambda: plain(nchw))))
+        rows.append(("+ channels_last", rate(lambda: channels_last(nchw.contiguous(memory_format=torch.channels_last)))))
+        rows.append(("+ batch norm folded (ours)", rate(lambda: extractor.embed_batch(batch))))
+        small = nchw[:8].contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            start = time.perf_counter()
+            channels_last(small)
+            rows.append(("bf16 autocast (8 images, 1 run)", 8 / (time.perf_counter() - start)))
+    return rows
+
+
+def child_peak_rss(n: int) -> None:
+    """Runs in a fresh process: extract n images, print peak RSS in MiB."""
+    from metrics.features import extract_features, get_extractor
+
+    get_extractor()
+    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    paths = (isic_paths() * (n // 557 + 1))[:n]
+    extract_features(paths, keys=[f"{i:064x}" for i in range(n)], batch_size=64)
+    print(loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=128, help="images per input kind (half real, half fake)")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--child-rss", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child_rss:
+        child_peak_rss(args.child_rss)
+        return
+
+    from metrics.features import get_extractor
+    from metrics.image_io import load_square
+
+    print(f"# benchmarks/features.py  N={args.n} batch={args.batch} torch threads={torch.get_num_threads()}")
+    print(f"# {load_avg()} (start)  cpu capability: {torch.backends.cpu.get_cpu_capability()}")
+    extractor = get_extractor()
+    paths = isic_paths()[: args.n]
+    small = [np.asarray(load_square(p, 64)) for p in isic_paths()[: args.n]]  # 64-px "GAN-sized" arrays
+    gflops = model_gflops_per_image(extractor.reference_module())
+    peak32, peak16 = matmul_peak_gflops(torch.float32), matmul_peak_gflops(torch.bfloat16, repeats=1)
+    print(f"# model: {gflops:.3f} GFLOP/image (FlopCounterMode, 224 px); 2048^2 matmul peak on this run: "
+          f"fp32 {peak32:.1f} GFLOP/s, bf16 {peak16:.2f} GFLOP/s")
+
+    rows = []
+    for label, sources, arrays in (("isic JPEG 512x384", paths, False), ("64-px arrays", small, True)):
+        naive_s, naive_fd, _ = naive_pass(extractor.reference_module(), sources, args.batch)
+        fast_s, fast_fd = fast_pass(sources, args.batch, arrays)
+        rows.append((label, "naive torchmetrics fp32", len(sources) / naive_s, naive_fd))
+        rows.append((label, "ours", len(sources) / fast_s, fast_fd))
+    print(f"\n{'input':20s} {'path':26s} {'img/s':>8s} {'% fp32 peak':>11s} {'FD':>10s} {'speed-up':>8s} {'FD diff':>9s}")
+    for i, (label, path, rate, fd) in enumerate(rows):
+        base_rate, base_fd = rows[i - i % 2][2], rows[i - i % 2][3]
+        print(f"{label:20s} {path:26s} {rate:8.1f} {100 * rate * gflops / peak32:10.1f}% {fd:10.3f} "
+              f"{rate / base_rate:7.2f}x {100 * (fd - base_fd) / base_fd:8.1e}%")
+
+    batch = np.stack([load_square(p, 224) for p in paths[: args.batch]])
+    print("\nnetwork alone, one preprocessed batch:")
+    for name, rate in model_variants(extractor, batch):
+        print(f"  {name:34s} {rate:8.1f} img/s  {100 * rate * gflops / peak32:5.1f}% of fp32 peak")
+
+    print("\npeak RSS of the fast path in a fresh process (keys given, no cache):")
+    for n in (64, 512):
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.features", "--child-rss", str(n)], cwd=REPO, capture_output=True,
+            text=True, check=True,
+        )
+        loaded, peak = (float(v) for v in out.stdout.strip().splitlines()[-1].split())
+        print(f"  N={n:4d}: {peak:7.1f} MiB peak ({loaded:.1f} MiB after importing torch and loading the model)")
+    print(f"\n# {load_avg()} (end)")
+
+
+if __name__ == "__main__":
+    main()

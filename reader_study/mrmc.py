@@ -1,0 +1,446 @@
+"""Multi-reader multi-case (MRMC) analysis of the reader-averaged empirical ROC AUC.
+
+Obuchowski–Rockette (OR) model with random readers and random cases and Hillis' denominator degrees of
+freedom (Hillis 2007, Stat Med 26:596; Hillis 2008, Acad Radiol 15:647). The case-sampling covariance of the
+reader × modality AUCs is estimated by one of:
+
+- ``"unbiased"``: the U-statistic estimator (Gallas 2006; Gallas et al. 2009), unbiased for the covariance of
+  two empirical AUCs over the same cases. This is what iMRMC reports; it reproduces its published values.
+- ``"delong"``: DeLong et al. 1988 structural components (equal to the jackknife stratified by truth).
+- ``"jackknife"``: leave-one-case-out over all cases, unstratified, as in OR-DBM MRMC / RJafroc.
+
+Input is a long table (one row per reading: reader, modality, case, truth, rating; truth 1 = positive, higher
+rating = more confident positive) for a fully crossed design. No Django here: numpy/scipy/pandas in,
+dataclasses out.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+CovarianceMethod = Literal["unbiased", "delong", "jackknife"]
+COVARIANCE_METHODS: tuple[str, ...] = ("unbiased", "delong", "jackknife")
+
+
+class DesignError(ValueError):
+    """The reading table is not a usable fully crossed MRMC design."""
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses/numpy/tuples → plain JSON types; NaN and ±inf → None (strict JSON has no NaN)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+# --------------------------------------------------------------------------------------------------------
+# Empirical AUC and its case-sampling covariance
+# --------------------------------------------------------------------------------------------------------
+
+def auc_kernels(ratings: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Mann–Whitney kernels psi[k, i, j] for positive case i vs negative case j (1 if higher, 0.5 if tied).
+
+    ``ratings`` is (K, n_cases) — one row per reader × modality — and ``truth`` (n_cases,) booleans.
+    Memory is K · n_pos · n_neg float64.
+    """
+    ratings = np.atleast_2d(np.asarray(ratings, dtype=np.float64))
+    truth = np.asarray(truth, dtype=bool)
+    positive = ratings[:, truth][:, :, None]
+    negative = ratings[:, ~truth][:, None, :]
+    return (positive > negative) + 0.5 * (positive == negative)
+
+
+def empirical_auc(truth: Sequence[bool] | np.ndarray, rating: Sequence[float] | np.ndarray) -> float:
+    """Trapezoidal ROC AUC = Mann–Whitney probability P(rating_pos > rating_neg) + 0.5 P(tie)."""
+    truth = np.asarray(truth, dtype=bool)
+    rating = np.asarray(rating, dtype=np.float64)
+    if truth.shape != rating.shape or truth.ndim != 1:
+        raise ValueError("truth and rating must be 1-D arrays of equal length")
+    if truth.all() or not truth.any():
+        raise ValueError("AUC needs at least one positive and one negative case")
+    return float(auc_kernels(rating[None, :], truth).mean())
+
+
+def auc_covariance(
+    ratings: np.ndarray, truth: np.ndarray, method: CovarianceMethod = "unbiased"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Empirical AUCs (K,) and their case-sampling covariance matrix (K, K) for K rating rows on shared cases."""
+    if method not in COVARIANCE_METHODS:
+        raise ValueError(f"covariance method must be one of {COVARIANCE_METHODS}, got {method!r}")
+    truth = np.asarray(truth, dtype=bool)
+    n_pos, n_neg = int(truth.sum()), int((~truth).sum())
+    if n_pos < 2 or n_neg < 2:
+        raise DesignError(f"covariance estimation needs ≥ 2 positive and ≥ 2 negative cases, got {n_pos}/{n_neg}")
+    psi = auc_kernels(ratings, truth)
+    n_rows = psi.shape[0]
+    row_sums = psi.sum(axis=2)  # (K, n_pos): per positive case
+    col_sums = psi.sum(axis=1)  # (K, n_neg): per negative case
+    totals = row_sums.sum(axis=1)
+    aucs = totals / (n_pos * n_neg)
+
+    if method == "delong":
+        # Structural components V10 (per positive) and V01 (per negative); sample covariances with n-1.
+        v10 = row_sums / n_neg
+        v01 = col_sums / n_pos
+        cov = np.atleast_2d(np.cov(v10)) / n_pos + np.atleast_2d(np.cov(v01)) / n_neg
+    elif method == "jackknife":
+        # Leave-one-case-out AUCs in closed form: drop one row (positive) or one column (negative) of psi.
+        without_pos = (totals[:, None] - row_sums) / ((n_pos - 1) * n_neg)
+        without_neg = (totals[:, None] - col_sums) / (n_pos * (n_neg - 1))
+        loo = np.concatenate([without_pos, without_neg], axis=1)
+        n_cases = n_pos + n_neg
+        centred = loo - loo.mean(axis=1, keepdims=True)
+        cov = (n_cases - 1) / n_cases * (centred @ centred.T)
+    else:
+        # E[AUC_a AUC_b] is estimated without bias by the product itself; mu_a mu_b by averaging
+        # psi_a[i, j] psi_b[i', j'] over case-disjoint pairs (i != i', j != j'), which are independent.
+        # Inclusion–exclusion gives that sum from all pairs minus shared-positive and shared-negative pairs.
+        flat = psi.reshape(n_rows, -1)
+        disjoint = np.outer(totals, totals) - row_sums @ row_sums.T - col_sums @ col_sums.T + flat @ flat.T
+        cov = np.outer(aucs, aucs) - disjoint / (n_pos * (n_pos - 1) * n_neg * (n_neg - 1))
+    return aucs, (cov + cov.T) / 2
+
+
+# --------------------------------------------------------------------------------------------------------
+# Validated, fully crossed reading data
+# --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MRMCData:
+    """Readings of a fully crossed design: ``ratings[m, r, c]`` for modality m, reader r, case c."""
+
+    modalities: tuple[str, ...]
+    readers: tuple[str, ...]
+    cases: tuple[str, ...]
+    truth: np.ndarray  # (n_cases,) bool, True = positive
+    ratings: np.ndarray  # (n_modalities, n_readers, n_cases) float64
+
+    def modality_index(self, modality: str) -> int:
+        if modality not in self.modalities:
+            raise KeyError(f"unknown modality {modality!r}; have {list(self.modalities)}")
+        return self.modalities.index(modality)
+
+
+def mrmc_data_from_table(
+    table: pd.DataFrame,
+    *,
+    reader_col: str = "reader",
+    modality_col: str = "modality",
+    case_col: str = "case",
+    truth_col: str = "truth",
+    rating_col: str = "rating",
+) -> MRMCData:
+    """Validate a long reading table and pivot it; raises DesignError naming what is wrong."""
+    columns = [reader_col, modality_col, case_col, truth_col, rating_col]
+    missing_columns = [c for c in columns if c not in table.columns]
+    if missing_columns:
+        raise DesignError(f"reading table lacks columns {missing_columns}; has {list(table.columns)}")
+    frame = table[columns].copy()
+    frame.columns = ["reader", "modality", "case", "truth", "rating"]
+    if frame.empty:
+        raise DesignError("reading table is empty")
+    if frame[["reader", "modality", "case", "truth"]].isna().any().any():
+        raise DesignError("reader, modality, case and truth must not be missing")
+    for key in ("reader", "modality", "case"):
+        frame[key] = frame[key].astype(str)
+    rating = pd.to_numeric(frame["rating"], errors="coerce").to_numpy(dtype=np.float64)
+    if not np.isfinite(rating).all():
+        raise DesignError("every rating must be a finite number")
+    frame["rating"] = rating
+    truth_values = set(pd.unique(frame["truth"]))
+    if not truth_values <= {0, 1, True, False}:
+        raise DesignError(f"truth must be 0/1, got values {sorted(map(str, truth_values))}")
+    frame["truth"] = frame["truth"].astype(int)
+
+    inconsistent = frame.groupby("case")["truth"].nunique()
+    if (inconsistent > 1).any():
+        raise DesignError(f"cases with conflicting truth: {sorted(inconsistent[inconsistent > 1].index)[:5]}")
+    duplicated = frame.duplicated(["reader", "modality", "case"], keep=False)
+    if duplicated.any():
+        first = frame.loc[duplicated, ["reader", "modality", "case"]].iloc[0].tolist()
+        raise DesignError(f"{int(duplicated.sum())} duplicate readings, e.g. reader/modality/case {first}")
+
+    modalities = tuple(sorted(frame["modality"].unique()))
+    readers = tuple(sorted(frame["reader"].unique()))
+    cases = tuple(sorted(frame["case"].unique()))
+    expected = len(modalities) * len(readers) * len(cases)
+    if len(frame) != expected:
+        full = pd.MultiIndex.from_product([modalities, readers, cases], names=["modality", "reader", "case"])
+        absent = full.difference(pd.MultiIndex.from_frame(frame[["modality", "reader", "case"]]))
+        raise DesignError(
+            f"design is not fully crossed: {len(absent)} of {expected} modality × reader × case readings are "
+            f"missing, e.g. {[tuple(x) for x in absent[:5]]}"
+        )
+    ratings = (
+        frame.set_index(["modality", "reader", "case"])["rating"]
+        .reindex(pd.MultiIndex.from_product([modalities, readers, cases]))
+        .to_numpy(dtype=np.float64)
+        .reshape(len(modalities), len(readers), len(cases))
+    )
+    truth = frame.groupby("case")["truth"].first().reindex(cases).to_numpy().astype(bool)
+    if truth.sum() < 2 or (~truth).sum() < 2:
+        raise DesignError(f"need ≥ 2 positive and ≥ 2 negative cases, got {int(truth.sum())}/{int((~truth).sum())}")
+    return MRMCData(modalities=modalities, readers=readers, cases=cases, truth=truth, ratings=ratings)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Obuchowski–Rockette / Hillis analyses
+# --------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SingleModalityResult:
+    """Reader-averaged AUC of one modality with an OR-Hillis CI; the test is AUC = 0.5 (chance), two-sided."""
+
+    modality: str
+    readers: tuple[str, ...]
+    reader_aucs: tuple[float, ...]
+    auc: float
+    variance: float  # MS(R)/r + max(Cov2, 0)
+    standard_error: float
+    df: float  # Hillis; the CI and p-value use floor(df) when integer_df
+    ci_low: float
+    ci_high: float
+    t_statistic: float
+    p_value: float
+    ms_reader: float
+    var_error: float  # mean case-sampling variance of one reader's AUC
+    cov2: float  # mean covariance of two readers' AUCs (same modality)
+    covariance_method: str
+    confidence_level: float
+    integer_df: bool
+    n_positive: int
+    n_negative: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+@dataclass(frozen=True)
+class ModalityComparisonResult:
+    """Difference of reader-averaged AUCs (a − b) with the OR-Hillis F test and CI."""
+
+    modality_a: str
+    modality_b: str
+    auc_a: float
+    auc_b: float
+    difference: float
+    standard_error: float
+    df: float  # Hillis denominator df; the CI and p-value use floor(df) when integer_df
+    ci_low: float
+    ci_high: float
+    f_statistic: float
+    p_value: float
+    ms_treatment: float
+    ms_treatment_reader: float
+    var_error: float
+    cov1: float  # same reader, different modality
+    cov2: float  # different reader, same modality
+    cov3: float  # different reader, different modality
+    covariance_method: str
+    confidence_level: float
+    integer_df: bool
+    n_readers: int
+    n_positive: int
+    n_negative: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+def _check_common(data: MRMCData, confidence_level: float) -> None:
+    if len(data.readers) < 2:
+        raise DesignError("random-reader analysis needs at least 2 readers")
+    if not 0 < confidence_level < 1:
+        raise ValueError("confidence_level must be in (0, 1)")
+
+
+def _hillis_df(error_mean_square: float, model_mean_square: float, model_df: int) -> float:
+    # Satterthwaite-type df of Hillis 2007: error² / (MS² / its df); infinite when MS is exactly zero.
+    if model_mean_square <= 0:
+        return math.inf
+    return error_mean_square**2 / (model_mean_square**2 / model_df)
+
+
+def _df_for_quantiles(df: float, integer_df: bool) -> float:
+    # iMRMC prints CIs with t at floor(df); Hillis and RJafroc use the fractional df.
+    return float(math.floor(df)) if integer_df and math.isfinite(df) else df
+
+
+def _t_quantile(confidence_level: float, df: float) -> float:
+    tail = 0.5 + confidence_level / 2
+    return float(stats.norm.ppf(tail) if math.isinf(df) else stats.t.ppf(tail, df))
+
+
+def analyze_single_modality(
+    data: MRMCData,
+    modality: str,
+    *,
+    covariance: CovarianceMethod = "unbiased",
+    confidence_level: float = 0.95,
+    integer_df: bool = False,
+) -> SingleModalityResult:
+    """OR-Hillis analysis of one modality (are readers better than chance?).
+
+    ``integer_df=True`` floors the Hillis df before taking t quantiles, as iMRMC does for its printed CIs.
+    """
+    _check_common(data, confidence_level)
+    ratings = data.ratings[data.modality_index(modality)]
+    reader_aucs, cov = auc_covariance(ratings, data.truth, covariance)
+    n_readers = len(data.readers)
+    off_diagonal = ~np.eye(n_readers, dtype=bool)
+    cov2 = float(cov[off_diagonal].mean())
+    ms_reader = float(reader_aucs.var(ddof=1))
+    error_term = ms_reader + n_readers * max(cov2, 0.0)
+    variance = error_term / n_readers
+    df = _hillis_df(error_term, ms_reader, n_readers - 1)
+    df_used = _df_for_quantiles(df, integer_df)
+    auc = float(reader_aucs.mean())
+    se = math.sqrt(variance)
+    half_width = _t_quantile(confidence_level, df_used) * se
+    if se > 0:
+        t_stat = (auc - 0.5) / se
+        p_value = float(2 * (stats.norm.sf(abs(t_stat)) if math.isinf(df_used) else stats.t.sf(abs(t_stat), df_used)))
+    else:
+        t_stat, p_value = math.nan, math.nan
+    return SingleModalityResult(
+        modality=modality,
+        readers=data.readers,
+        reader_aucs=tuple(float(a) for a in reader_aucs),
+        auc=auc,
+        variance=float(variance),
+        standard_error=se,
+        df=float(df),
+        ci_low=auc - half_width,
+        ci_high=auc + half_width,
+        t_statistic=float(t_stat),
+        p_value=p_value,
+        ms_reader=ms_reader,
+        var_error=float(np.diag(cov).mean()),
+        cov2=cov2,
+        covariance_method=covariance,
+        confidence_level=confidence_level,
+        integer_df=integer_df,
+        n_positive=int(data.truth.sum()),
+        n_negative=int((~data.truth).sum()),
+    )
+
+
+def compare_modalities(
+    data: MRMCData,
+    modality_a: str,
+    modality_b: str,
+    *,
+    covariance: CovarianceMethod = "unbiased",
+    confidence_level: float = 0.95,
+    integer_df: bool = False,
+) -> ModalityComparisonResult:
+    """OR-Hillis comparison of two modalities read by the same readers on the same cases.
+
+    Only the two named modalities enter the mean squares and covariances (with more than two modalities in
+    the study this is Hillis' recommended pairwise analysis, not the omnibus F test).
+    """
+    _check_common(data, confidence_level)
+    if modality_a == modality_b:
+        raise ValueError("compare two different modalities")
+    index_a, index_b = data.modality_index(modality_a), data.modality_index(modality_b)
+    n_readers = len(data.readers)
+    ratings = np.concatenate([data.ratings[index_a], data.ratings[index_b]], axis=0)
+    aucs, cov = auc_covariance(ratings, data.truth, covariance)
+    auc_matrix = aucs.reshape(2, n_readers)  # [modality, reader]
+
+    modality_of = np.repeat([0, 1], n_readers)
+    reader_of = np.tile(np.arange(n_readers), 2)
+    same_modality = modality_of[:, None] == modality_of[None, :]
+    same_reader = reader_of[:, None] == reader_of[None, :]
+    cov1 = float(cov[~same_modality & same_reader].mean())
+    cov2 = float(cov[same_modality & ~same_reader].mean())
+    cov3 = float(cov[~same_modality & ~same_reader].mean())
+
+    modality_means = auc_matrix.mean(axis=1)
+    reader_means = auc_matrix.mean(axis=0)
+    grand_mean = auc_matrix.mean()
+    ms_treatment = float(n_readers * ((modality_means - grand_mean) ** 2).sum())  # / (t - 1) with t = 2
+    interaction = auc_matrix - modality_means[:, None] - reader_means[None, :] + grand_mean
+    ms_treatment_reader = float((interaction**2).sum() / (n_readers - 1))
+
+    error_term = ms_treatment_reader + n_readers * max(cov2 - cov3, 0.0)
+    df = _hillis_df(error_term, ms_treatment_reader, n_readers - 1)
+    df_used = _df_for_quantiles(df, integer_df)
+    difference = float(modality_means[0] - modality_means[1])
+    se = math.sqrt(2 * error_term / n_readers)
+    half_width = _t_quantile(confidence_level, df_used) * se
+    if error_term > 0:
+        f_stat = ms_treatment / error_term
+        p_value = float(stats.chi2.sf(f_stat, 1) if math.isinf(df_used) else stats.f.sf(f_stat, 1, df_used))
+    else:
+        f_stat, p_value = math.nan, math.nan
+    return ModalityComparisonResult(
+        modality_a=modality_a,
+        modality_b=modality_b,
+        auc_a=float(modality_means[0]),
+        auc_b=float(modality_means[1]),
+        difference=difference,
+        standard_error=se,
+        df=float(df),
+        ci_low=difference - half_width,
+        ci_high=difference + half_width,
+        f_statistic=float(f_stat),
+        p_value=p_value,
+        ms_treatment=ms_treatment,
+        ms_treatment_reader=ms_treatment_reader,
+        var_error=float(np.diag(cov).mean()),
+        cov1=cov1,
+        cov2=cov2,
+        cov3=cov3,
+        covariance_method=covariance,
+        confidence_level=confidence_level,
+        integer_df=integer_df,
+        n_readers=n_readers,
+        n_positive=int(data.truth.sum()),
+        n_negative=int((~data.truth).sum()),
+    )
+
+
+@dataclass(frozen=True)
+class MRMCResult:
+    """Every modality on its own and every pair of modalities compared (in sorted-name order)."""
+
+    modalities: tuple[SingleModalityResult, ...]
+    comparisons: tuple[ModalityComparisonResult, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+def analyze_mrmc(
+    data: MRMCData,
+    *,
+    covariance: CovarianceMethod = "unbiased",
+    confidence_level: float = 0.95,
+    integer_df: bool = False,
+) -> MRMCResult:
+    options = dict(covariance=covariance, confidence_level=confidence_level, integer_df=integer_df)
+    singles = tuple(analyze_single_modality(data, m, **options) for m in data.modalities)
+    pairs = tuple(
+        compare_modalities(data, a, b, **options)
+        for i, a in enumerate(data.modalities)
+        for b in data.modalities[i + 1 :]
+    )
+    return MRMCResult(modalities=singles, comparisons=pairs)

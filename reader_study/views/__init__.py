@@ -1,0 +1,1 @@
+"""Server-rendered pages: `reader` for readers, `manage` for those who design and run studies."""
