@@ -92,6 +92,8 @@ def approve_report(report: Report, user) -> Report:
         raise ReportError("the person who prepared a report cannot approve it")
     if report.status == Report.Status.APPROVED:
         raise ReportError("this version is already approved")
+    if audit.status != Audit.Status.SUCCEEDED:
+        raise ReportError(f"the audit is {audit.status}: only the report of a finished audit can be approved")
     with transaction.atomic():
         latest = audit.reports.select_for_update().order_by("-version").first()
         if latest.pk != report.pk:

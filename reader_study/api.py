@@ -156,7 +156,8 @@ class ReaderAssignmentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
             return Assignment.objects.none()
         return access.own_assignments(self.request.user).select_related("study").order_by("id")
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(responses={200: OpenApiTypes.OBJECT},
+                   parameters=[OpenApiParameter("id", OpenApiTypes.INT, OpenApiParameter.PATH, description="assignment id")])
     @action(detail=True, methods=["get"])
     def next(self, request, pk=None):
         assignment = self.get_object()

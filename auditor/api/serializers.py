@@ -69,7 +69,7 @@ class ImageSerializer(serializers.ModelSerializer):
         fields = [
             "id", "image_set", "sha256", "pixel_sha256", "source_sha256", "original_name", "width", "height",
             "original_format", "original_mode", "normalisation_notes", "diagnosis", "fitzpatrick", "acquisition",
-            "extra_labels", "created_at", "file_url",
+            "extra_labels", "fitzpatrick_estimate", "ita_deg", "phototype_method", "phototype_note", "created_at", "file_url",
         ]
 
     def get_file_url(self, obj: Image) -> str:
