@@ -15,12 +15,13 @@ The reference for every metric is the very array the generators were trained on 
 its own named preprocessing to both sets alike.
 
     .venv/bin/python benchmarks/baselines.py [--minutes 10 | --steps 1000] [--kinds dcgan cdcgan vae] [--threads 1]
-    .venv/bin/python benchmarks/baselines.py --evaluate-only   # re-measure saved checkpoints, no training
+    .venv/bin/python benchmarks/baselines.py --evaluate-only [--restand-statistics]   # re-measure, no training
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import resource
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,6 +50,8 @@ from auditor.baselines import (  # noqa: E402
     save_checkpoint,
     train,
 )
+from auditor.baselines.gan import stand_generator_statistics  # noqa: E402
+from auditor.baselines.sampling import load_sampling_model  # noqa: E402
 from metrics.diversity import compute_vendi_score  # noqa: E402
 from metrics.features import FeatureSet, extract_features_from_arrays  # noqa: E402
 from metrics.frechet import compute_frechet_distance, compute_real_floor  # noqa: E402
@@ -148,6 +152,15 @@ def train_kind(kind: str, images: TrainingImages, args: argparse.Namespace) -> t
     return checkpoint, training
 
 
+def with_standing_statistics(checkpoint: Checkpoint, images: TrainingImages) -> Checkpoint:
+    """The checkpoint with its EMA generator's batch-norm statistics re-measured, exactly as train() now does at
+    the end. For checkpoints saved before that step existed; for newer ones it changes nothing."""
+    model = load_sampling_model(checkpoint)
+    labels = images.labels if checkpoint.kind == "cdcgan" else None
+    stand_generator_statistics(model, checkpoint.config, labels, torch.device("cpu"))
+    return dataclasses.replace(checkpoint, model_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+
+
 def evaluate_kind(
     checkpoint: Checkpoint, images: TrainingImages, reference: FeatureSet, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -163,7 +176,7 @@ def evaluate_kind(
     prdc = compute_precision_recall(reference, generated, seed=0, k=PRDC_K, n_bootstrap=args.bootstrap)
     reference_images = images.pixels.permute(0, 2, 3, 1).numpy()
     memorization = compute_memorization(
-        reference, generated, reference_images=list(reference_images), generated_images=list(batch.images)
+        reference, generated, reference_images=list(reference_images), generated_images=list(batch.images), seed=0
     )
     result = {
         "n_samples": args.samples,
@@ -244,6 +257,10 @@ def main() -> None:
         "--evaluate-only", action="store_true",
         help="no training: re-measure the checkpoints recorded in OUT/<kind>.training.json",
     )
+    parser.add_argument(
+        "--restand-statistics", action="store_true",
+        help="with --evaluate-only: re-measure GAN batch-norm statistics (checkpoints saved before train() did so)",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
@@ -260,6 +277,9 @@ def main() -> None:
         if args.evaluate_only:
             training = json.loads((args.out / f"{kind}.training.json").read_text())
             checkpoint = load_checkpoint(training["checkpoint"], training["checkpoint_sha256"])
+            if args.restand_statistics and checkpoint.config.is_gan:
+                checkpoint = with_standing_statistics(checkpoint, images)
+                training["statistics_re_measured_at_evaluation"] = True
         else:
             checkpoint, training = train_kind(kind, images, args)
         results.append({**training, **evaluate_kind(checkpoint, images, reference, args)})

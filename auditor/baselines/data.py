@@ -102,7 +102,7 @@ def load_training_images(
     """Decode every image once into memory.
 
     `manifest_sha256` is the caller's identity of the training set (the service passes its ImageSet manifest
-    hash). Without one, it is computed here from the images' content hashes and labels, in order.
+    hash). Without one, it is computed here from the images' content hashes and class names, in order.
     """
     if resize_filter not in RESIZE_FILTERS:
         raise ValueError(f"resize_filter must be one of {sorted(RESIZE_FILTERS)}, got {resize_filter!r}")
@@ -117,7 +117,7 @@ def load_training_images(
     for i, path in enumerate(paths):
         data = Path(path).read_bytes()
         arrays.append(decode_and_resize(data, image_size, resize_filter))
-        label = "" if labels is None else str(int(labels[i]))
+        label = "" if labels is None or class_names is None else class_names[int(labels[i])]
         manifest.update(f"{hashlib.sha256(data).hexdigest()} {label}\n".encode())
     pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return TrainingImages(
