@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
-from django.conf import settings
 from django.utils import timezone
 
 import deepfake_detector as dd
 
+from .generators import model_folder
 from .models import DetectorRun, Image, ImageScore
 from .models.training import TrainingStatus
 
@@ -18,12 +17,6 @@ PROGRESS_INTERVAL_S = 2.0
 
 class DetectorError(Exception):
     pass
-
-
-def detector_dir() -> Path:
-    folder = Path(settings.DERMAUDIT_MODEL_DIR) / "detectors"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def _images(image_set) -> list[Image]:
@@ -83,7 +76,7 @@ def train_detector_run(run: DetectorRun) -> DetectorRun:
     evaluation["training"] = {"best_epoch": result.best_epoch, "stopped_reason": result.stopped_reason,
                               "wall_s": round(result.wall_s, 1), "validation": result.validation,
                               "n_train": len(split.train), "n_validation": len(split.validation), "n_test": len(split.test)}
-    path = detector_dir() / f"detector-{run.pk}.pt"
+    path = model_folder("detectors") / f"detector-{run.pk}.pt"
     sha256 = dd.save_detector(result.detector, path, extra_metrics={"test_auc": evaluation["overall"]["roc_auc"]["value"]})
     DetectorRun.objects.filter(pk=run.pk).update(
         status=TrainingStatus.SUCCEEDED, checkpoint=str(path), checkpoint_sha256=sha256, evaluation=evaluation,

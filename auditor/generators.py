@@ -26,8 +26,9 @@ class GeneratorError(Exception):
     pass
 
 
-def checkpoint_dir() -> Path:
-    folder = Path(settings.DERMAUDIT_MODEL_DIR) / "generators"
+def model_folder(kind: str) -> Path:
+    """DERMAUDIT_MODEL_DIR/<kind>/, created on first use (generators and detectors keep checkpoints there)."""
+    folder = Path(settings.DERMAUDIT_MODEL_DIR) / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -78,7 +79,7 @@ def train_generator(run: GeneratorRun) -> GeneratorRun:
         last["cancel"] = GeneratorRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     checkpoint = baselines.train(config, images, progress=report, should_stop=lambda: last["cancel"])
-    path = checkpoint_dir() / f"generator-{run.pk}-{run.kind}.pt"
+    path = model_folder("generators") / f"generator-{run.pk}-{run.kind}.pt"
     sha256 = baselines.save_checkpoint(checkpoint, path)
     final_progress = {
         "step": checkpoint.steps, "elapsed_seconds": round(checkpoint.elapsed_seconds, 2),
