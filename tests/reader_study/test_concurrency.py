@@ -74,7 +74,7 @@ def test_concurrent_double_submits_store_each_answer_exactly_once(running):
 def test_close_during_submissions_loses_nothing_and_lets_nothing_in_after(running):
     study, readers = running
     results, errors, threads = [], [], []
-    started = threading.Event()
+    started, closing = threading.Event(), threading.Event()
     for reader in readers:
         tokens = list(Showing.objects.filter(assignment__reader=reader).order_by("position").values_list("token", flat=True))
 
@@ -83,13 +83,18 @@ def test_close_during_submissions_loses_nothing_and_lets_nothing_in_after(runnin
             for token in tokens:
                 response = api.post(f"/api/reader/cases/{token}/answer/", ANSWER, format="json")
                 statuses.append((token, response.status_code))
-                started.set()
+                if not started.is_set():
+                    started.set()
+                # Keep answering once the close is under way, so it always lands mid-stream (on a fast machine the
+                # readers would otherwise finish first and the race would not be tested).
+                closing.wait(timeout=60)
             return statuses
 
         threads.append(_in_thread(submit_all, results, errors))
     for thread in threads:
         thread.start()
     assert started.wait(timeout=60)
+    closing.set()
     close_study(Study.objects.get(pk=study.pk))
     connection.close()
     for thread in threads:
