@@ -73,7 +73,7 @@ def _value_for(name: str, results: dict, audit: Audit) -> tuple[float | None, tu
     if name == "reader_auc":
         reader = reader_summary(audit)
         if not reader or reader["auc"] is None:
-            return None, (None, None), "no closed reader study linked"
+            return None, (None, None), (reader or {}).get("error") or "no closed reader study linked"
         return reader["ci_high"], (reader["auc"], reader["ci_high"]), None
     return None, (None, None), "unknown criterion"
 

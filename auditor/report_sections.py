@@ -236,10 +236,18 @@ def reader_summary(audit: Audit) -> dict | None:
     from reader_study.results import stored_results
 
     payload = stored_results(study).payload
-    mrmc = (payload.get("mrmc") or {}).get("all_synthetic_vs_real") or {}
-    single = (mrmc.get("modalities") or [{}])[0] if isinstance(mrmc, dict) else {}
+    # The study's single-modality OR-Hillis result (or {"error": reason} when its design does not support one).
+    single = (payload.get("mrmc") or {}).get("all_synthetic_vs_real") or {}
     return {"payload": payload, "auc": single.get("auc"), "ci_low": single.get("ci_low"), "ci_high": single.get("ci_high"),
-            "df": single.get("df")}
+            "df": single.get("df"), "error": single.get("error")}
+
+
+def _estimate(value) -> tuple:
+    """(estimate, (ci_low, ci_high)) of a stored proportion/kappa dict; (None, (None, None)) when absent."""
+    if not isinstance(value, dict):
+        return None, (None, None)
+    point = value.get("estimate", value.get("kappa"))
+    return point, (value.get("ci_low"), value.get("ci_high"))
 
 
 def reader_section(audit: Audit) -> Section:
@@ -249,18 +257,51 @@ def reader_section(audit: Audit) -> Section:
     if summary is None:
         return Section(10, "Reader study", [Callout("warning", f"Reader study {audit.reader_study.name!r} is not closed yet.")])
     payload = summary["payload"]
+    study = payload.get("study") or {}
+    blocks: list = [Paragraph(
+        f"Study {study.get('name', audit.reader_study.name)!r}: readers saw real and synthetic images in a seeded random "
+        "order, blinded (same format, size and metadata for both), and called each real or synthetic with a confidence "
+        "rating; repeated showings measure intra-reader agreement. Per-reader proportions carry Wilson 95% CIs; the "
+        "reader-averaged AUC is the Obuchowski-Rockette analysis with Hillis degrees of freedom (readers and cases random).")]
     rows = []
     for reader in payload.get("readers", []):
         perf = reader.get("performance") or {}
-        rows.append([reader["reader"], reader["answers"], perf.get("accuracy"), perf.get("sensitivity"), perf.get("specificity"),
-                     perf.get("auc"), perf.get("binomial_p_value")])
-    blocks = [Table(["Reader", "answers", "accuracy", "sensitivity", "specificity", "AUC", "p (vs 50%)"], rows, "Per reader")]
+        accuracy, accuracy_ci = _estimate(perf.get("accuracy"))
+        sensitivity, sensitivity_ci = _estimate(perf.get("sensitivity"))
+        specificity, specificity_ci = _estimate(perf.get("specificity"))
+        intra, _ = _estimate(reader.get("intra_reader_kappa"))
+        rows.append([reader["reader"], reader.get("answers"), accuracy, accuracy_ci, sensitivity, sensitivity_ci,
+                     specificity, specificity_ci, perf.get("auc"), intra, perf.get("binomial_p_value")])
+    blocks.append(Table(["Reader", "answers", "accuracy", "95% CI", "sensitivity", "95% CI", "specificity", "95% CI",
+                         "AUC", "intra-reader kappa", "p (accuracy = 50%)"], rows, "Per reader (first showings)"))
+    facts = []
     if summary["auc"] is not None:
-        blocks.append(Facts([("Reader-averaged AUC (OR-Hillis, random readers and cases)",
-                              f"{summary['auc']:.3f} [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}], df {summary['df']:.1f}")]))
-    fleiss = payload.get("fleiss_kappa") or {}
-    if fleiss.get("kappa") is not None:
-        blocks.append(Facts([("Fleiss' kappa", f"{fleiss['kappa']:.3f}")]))
+        facts.append(("Reader-averaged AUC (OR-Hillis, random readers and cases)",
+                      f"{summary['auc']:.3f} [{summary['ci_low']:.3f}, {summary['ci_high']:.3f}], df {summary['df']:.1f}"))
+    elif summary.get("error"):
+        facts.append(("Reader-averaged AUC", f"not computed: {summary['error']}"))
+    fleiss, fleiss_ci = _estimate(payload.get("fleiss_kappa"))
+    if fleiss is not None:
+        facts.append(("Fleiss' kappa across readers", f"{fleiss:.3f} [{fleiss_ci[0]:.3f}, {fleiss_ci[1]:.3f}]"))
+    pairwise = payload.get("pairwise_kappa")
+    if isinstance(pairwise, list) and pairwise:
+        kappas = [(p.get("estimate") or {}).get("kappa") for p in pairwise if isinstance(p, dict)]
+        kappas = [k for k in kappas if isinstance(k, (int, float))]
+        if kappas:
+            facts.append(("Pairwise Cohen's kappa (range over reader pairs)", f"{min(kappas):.3f} to {max(kappas):.3f}"))
+    quality = payload.get("quality") or {}
+    if quality.get("mean_real") is not None:
+        facts.append(("Image quality (Likert), real vs synthetic",
+                      f"{quality['mean_real']:.2f} vs {quality['mean_synthetic']:.2f}; difference "
+                      f"{quality['mean_difference']:+.2f} [{quality['ci_low']:+.2f}, {quality['ci_high']:+.2f}], "
+                      f"Mann-Whitney p {quality['p_value']:.3g}"))
+    if facts:
+        blocks.append(Facts(facts))
+    comparisons = (payload.get("mrmc") or {}).get("arm_comparisons") or []
+    rows = [[c.get("arm_a", c.get("modality_a")), c.get("arm_b", c.get("modality_b")), c.get("difference"),
+             (c.get("ci_low"), c.get("ci_high")), c.get("p_value")] for c in comparisons if isinstance(c, dict) and "difference" in c]
+    if rows:
+        blocks.append(Table(["arm A", "arm B", "AUC A − B", "95% CI", "p"], rows, "Generator arms compared (OR-Hillis, shared real cases)"))
     return Section(10, "Reader study", blocks)
 
 

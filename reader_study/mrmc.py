@@ -10,8 +10,9 @@ reader × modality AUCs is estimated by one of:
 - ``"jackknife"``: leave-one-case-out over all cases, unstratified, as in OR-DBM MRMC / RJafroc.
 
 Input is a long table (one row per reading: reader, modality, case, truth, rating; truth 1 = positive, higher
-rating = more confident positive) for a fully crossed design. No Django here: numpy/scipy/pandas in,
-dataclasses out.
+rating = more confident positive) for a fully crossed design. ``compare_arms`` handles the partially paired
+design of a generator study: two arms with their own positive (synthetic) cases and shared negative (real) cases,
+all read by the same readers. No Django here: numpy/scipy/pandas in, dataclasses out.
 """
 from __future__ import annotations
 
@@ -342,6 +343,49 @@ def analyze_single_modality(
     )
 
 
+def _or_hillis_difference(
+    aucs: np.ndarray, cov: np.ndarray, confidence_level: float, integer_df: bool
+) -> dict[str, float]:
+    """OR-Hillis test of modality 0 − modality 1 from AUCs (2, r) and their case covariance (2r, 2r).
+
+    The rows and columns of ``cov`` are ordered as ``aucs.ravel()``: modality 0's readers, then modality 1's.
+    """
+    n_readers = aucs.shape[1]
+    modality_of = np.repeat([0, 1], n_readers)
+    reader_of = np.tile(np.arange(n_readers), 2)
+    same_modality = modality_of[:, None] == modality_of[None, :]
+    same_reader = reader_of[:, None] == reader_of[None, :]
+    cov1 = float(cov[~same_modality & same_reader].mean())
+    cov2 = float(cov[same_modality & ~same_reader].mean())
+    cov3 = float(cov[~same_modality & ~same_reader].mean())
+
+    modality_means = aucs.mean(axis=1)
+    reader_means = aucs.mean(axis=0)
+    grand_mean = aucs.mean()
+    ms_treatment = float(n_readers * ((modality_means - grand_mean) ** 2).sum())  # / (t - 1) with t = 2
+    interaction = aucs - modality_means[:, None] - reader_means[None, :] + grand_mean
+    ms_treatment_reader = float((interaction**2).sum() / (n_readers - 1))
+
+    error_term = ms_treatment_reader + n_readers * max(cov2 - cov3, 0.0)
+    df = _hillis_df(error_term, ms_treatment_reader, n_readers - 1)
+    df_used = _df_for_quantiles(df, integer_df)
+    difference = float(modality_means[0] - modality_means[1])
+    se = math.sqrt(2 * error_term / n_readers)
+    half_width = _t_quantile(confidence_level, df_used) * se
+    if error_term > 0:
+        f_stat = ms_treatment / error_term
+        p_value = float(stats.chi2.sf(f_stat, 1) if math.isinf(df_used) else stats.f.sf(f_stat, 1, df_used))
+    else:
+        f_stat, p_value = math.nan, math.nan
+    return {
+        "auc_a": float(modality_means[0]), "auc_b": float(modality_means[1]), "difference": difference,
+        "standard_error": se, "df": float(df), "ci_low": difference - half_width, "ci_high": difference + half_width,
+        "f_statistic": float(f_stat), "p_value": p_value, "ms_treatment": ms_treatment,
+        "ms_treatment_reader": ms_treatment_reader, "var_error": float(np.diag(cov).mean()),
+        "cov1": cov1, "cov2": cov2, "cov3": cov3,
+    }
+
+
 def compare_modalities(
     data: MRMCData,
     modality_a: str,
@@ -363,52 +407,10 @@ def compare_modalities(
     n_readers = len(data.readers)
     ratings = np.concatenate([data.ratings[index_a], data.ratings[index_b]], axis=0)
     aucs, cov = auc_covariance(ratings, data.truth, covariance)
-    auc_matrix = aucs.reshape(2, n_readers)  # [modality, reader]
-
-    modality_of = np.repeat([0, 1], n_readers)
-    reader_of = np.tile(np.arange(n_readers), 2)
-    same_modality = modality_of[:, None] == modality_of[None, :]
-    same_reader = reader_of[:, None] == reader_of[None, :]
-    cov1 = float(cov[~same_modality & same_reader].mean())
-    cov2 = float(cov[same_modality & ~same_reader].mean())
-    cov3 = float(cov[~same_modality & ~same_reader].mean())
-
-    modality_means = auc_matrix.mean(axis=1)
-    reader_means = auc_matrix.mean(axis=0)
-    grand_mean = auc_matrix.mean()
-    ms_treatment = float(n_readers * ((modality_means - grand_mean) ** 2).sum())  # / (t - 1) with t = 2
-    interaction = auc_matrix - modality_means[:, None] - reader_means[None, :] + grand_mean
-    ms_treatment_reader = float((interaction**2).sum() / (n_readers - 1))
-
-    error_term = ms_treatment_reader + n_readers * max(cov2 - cov3, 0.0)
-    df = _hillis_df(error_term, ms_treatment_reader, n_readers - 1)
-    df_used = _df_for_quantiles(df, integer_df)
-    difference = float(modality_means[0] - modality_means[1])
-    se = math.sqrt(2 * error_term / n_readers)
-    half_width = _t_quantile(confidence_level, df_used) * se
-    if error_term > 0:
-        f_stat = ms_treatment / error_term
-        p_value = float(stats.chi2.sf(f_stat, 1) if math.isinf(df_used) else stats.f.sf(f_stat, 1, df_used))
-    else:
-        f_stat, p_value = math.nan, math.nan
     return ModalityComparisonResult(
         modality_a=modality_a,
         modality_b=modality_b,
-        auc_a=float(modality_means[0]),
-        auc_b=float(modality_means[1]),
-        difference=difference,
-        standard_error=se,
-        df=float(df),
-        ci_low=difference - half_width,
-        ci_high=difference + half_width,
-        f_statistic=float(f_stat),
-        p_value=p_value,
-        ms_treatment=ms_treatment,
-        ms_treatment_reader=ms_treatment_reader,
-        var_error=float(np.diag(cov).mean()),
-        cov1=cov1,
-        cov2=cov2,
-        cov3=cov3,
+        **_or_hillis_difference(aucs.reshape(2, n_readers), cov, confidence_level, integer_df),
         covariance_method=covariance,
         confidence_level=confidence_level,
         integer_df=integer_df,
@@ -444,3 +446,165 @@ def analyze_mrmc(
         for b in data.modalities[i + 1 :]
     )
     return MRMCResult(modalities=singles, comparisons=pairs)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Two arms with their own positives and shared negatives (partially paired)
+# --------------------------------------------------------------------------------------------------------
+#
+# In a reader study of generators, arm A is (real cases + A's synthetic cases) and arm B is (the same real
+# cases + B's synthetic cases), read by the same readers. AUC_{arm,r} is the mean of the kernel over that arm's
+# (positive, negative) pairs, so DeLong's linearisation still holds per arm:
+#     AUC_{arm,r} − θ ≈ mean_i [V10_{arm,r}(i) − θ] + mean_j [V01_{arm,r}(j) − θ].
+# Two AUCs covary only through the cases they share. Disjoint positives are independent samples, so
+#     Cov(AUC_{A,r}, AUC_{B,s}) = Cov(V01_{A,r}(j), V01_{B,s}(j)) / n_neg,
+# estimated (as DeLong does) by the sample covariance over the shared negatives; within one arm the usual
+# DeLong covariance is kept. When both arms have the same positives this is DeLong's fully paired covariance,
+# and the comparison equals compare_modalities(..., covariance="delong").
+
+ARM_COVARIANCE_METHOD = "delong-partially-paired"
+
+
+@dataclass(frozen=True)
+class ArmComparisonResult:
+    """Difference of reader-averaged AUCs (arm a − arm b) for arms with their own positives and shared negatives."""
+
+    arm_a: str
+    arm_b: str
+    readers: tuple[str, ...]
+    reader_aucs_a: tuple[float, ...]
+    reader_aucs_b: tuple[float, ...]
+    auc_a: float
+    auc_b: float
+    difference: float
+    standard_error: float
+    df: float  # Hillis denominator df; the CI and p-value use floor(df) when integer_df
+    ci_low: float
+    ci_high: float
+    f_statistic: float
+    p_value: float
+    ms_treatment: float
+    ms_treatment_reader: float
+    var_error: float
+    cov1: float  # same reader, different arm: through the shared negatives (and positives when paired)
+    cov2: float  # different reader, same arm
+    cov3: float  # different reader, different arm
+    covariance_method: str
+    confidence_level: float
+    integer_df: bool
+    n_readers: int
+    n_positive_a: int
+    n_positive_b: int
+    n_negative: int
+    positives_paired: bool  # True when both arms share their positives too (a fully crossed design)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_jsonable(self)
+
+
+def _structural_components(ratings: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeLong's V10 (readers × positives: mean kernel over negatives) and V01 (readers × negatives)."""
+    psi = auc_kernels(ratings, truth)
+    return psi.mean(axis=2), psi.mean(axis=1)
+
+
+def _sample_cross_covariance(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    # (k, n) and (l, n) rows over the same n cases → (k, l), divisor n − 1 as np.cov.
+    x_centred = x - x.mean(axis=1, keepdims=True)
+    y_centred = y - y.mean(axis=1, keepdims=True)
+    return x_centred @ y_centred.T / (x.shape[1] - 1)
+
+
+def _single_arm(data: MRMCData, name: str) -> np.ndarray:
+    if len(data.modalities) != 1:
+        raise DesignError(f"arm {name} must hold exactly one modality, has {list(data.modalities)}")
+    return data.ratings[0]
+
+
+def arm_auc_covariance(arm_a: MRMCData, arm_b: MRMCData) -> tuple[np.ndarray, np.ndarray, bool]:
+    """AUCs (2, readers), their DeLong covariance (2·readers, 2·readers) and whether the positives are paired.
+
+    Each arm is a one-modality MRMCData over the same readers. The arms must share their negative cases
+    (by case id); their positives must be either entirely different cases or the same cases. A shared case
+    may carry one reading used by both arms (a reader study) or one reading per arm (a fully crossed design).
+    """
+    ratings_a, ratings_b = _single_arm(arm_a, "a"), _single_arm(arm_b, "b")
+    if arm_a.readers != arm_b.readers:
+        only = sorted(set(arm_a.readers) ^ set(arm_b.readers))
+        raise DesignError(f"both arms must be read by the same readers; differing: {only[:5] or 'order'}")
+    truth_of = dict(zip(arm_a.cases, arm_a.truth))
+    conflicting = sorted(c for c, t in zip(arm_b.cases, arm_b.truth) if c in truth_of and truth_of[c] != t)
+    if conflicting:
+        raise DesignError(f"cases with conflicting truth between the arms: {conflicting[:5]}")
+
+    components = []  # per arm: {True: (V10, case ids), False: (V01, case ids)}
+    for data, ratings in ((arm_a, ratings_a), (arm_b, ratings_b)):
+        v10, v01 = _structural_components(ratings, data.truth)
+        cases = np.asarray(data.cases)
+        components.append({True: (v10, cases[data.truth]), False: (v01, cases[~data.truth])})
+
+    negatives_a, negatives_b = components[0][False][1], components[1][False][1]
+    if set(negatives_a) != set(negatives_b):
+        raise DesignError(
+            f"the arms must share their negative cases; {len(set(negatives_a) ^ set(negatives_b))} are in one arm only"
+        )
+    positives_a, positives_b = set(components[0][True][1]), set(components[1][True][1])
+    if positives_a & positives_b and positives_a != positives_b:
+        raise DesignError(
+            f"the arms' positive cases must be all different or all the same; {len(positives_a & positives_b)} of "
+            f"{len(positives_a)}/{len(positives_b)} are shared"
+        )
+    paired = positives_a == positives_b
+
+    n_readers = len(arm_a.readers)
+    aucs = np.stack([components[0][True][0].mean(axis=1), components[1][True][0].mean(axis=1)])
+    cov = np.zeros((2 * n_readers, 2 * n_readers))
+    for a in (0, 1):
+        for b in (0, 1):
+            block = cov[a * n_readers : (a + 1) * n_readers, b * n_readers : (b + 1) * n_readers]
+            for positive in (True, False):
+                if a != b and positive and not paired:
+                    continue  # different positive cases: independent, no covariance
+                values_a, cases_a = components[a][positive]
+                values_b, cases_b = components[b][positive]
+                order = {case: k for k, case in enumerate(cases_b)}
+                aligned_b = values_b[:, [order[case] for case in cases_a]]
+                block += _sample_cross_covariance(values_a, aligned_b) / len(cases_a)
+    return aucs, (cov + cov.T) / 2, paired
+
+
+def compare_arms(
+    arm_a: MRMCData,
+    arm_b: MRMCData,
+    *,
+    confidence_level: float = 0.95,
+    integer_df: bool = False,
+) -> ArmComparisonResult:
+    """OR-Hillis comparison of two arms read by the same readers: own positives, shared negatives.
+
+    Each arm is a one-modality MRMCData named after the arm (``mrmc_data_from_table`` on that arm's readings:
+    its positives plus the shared negatives). The covariances are DeLong's structural components over the
+    cases the AUCs share (see arm_auc_covariance); the OR-Hillis formulas are those of compare_modalities.
+    """
+    for data in (arm_a, arm_b):
+        _check_common(data, confidence_level)
+    name_a, name_b = arm_a.modalities[0], arm_b.modalities[0]
+    if name_a == name_b:
+        raise ValueError(f"compare two different arms (both are named {name_a!r})")
+    aucs, cov, paired = arm_auc_covariance(arm_a, arm_b)
+    return ArmComparisonResult(
+        arm_a=name_a,
+        arm_b=name_b,
+        readers=arm_a.readers,
+        reader_aucs_a=tuple(float(x) for x in aucs[0]),
+        reader_aucs_b=tuple(float(x) for x in aucs[1]),
+        **_or_hillis_difference(aucs, cov, confidence_level, integer_df),
+        covariance_method=ARM_COVARIANCE_METHOD,
+        confidence_level=confidence_level,
+        integer_df=integer_df,
+        n_readers=len(arm_a.readers),
+        n_positive_a=int(arm_a.truth.sum()),
+        n_positive_b=int(arm_b.truth.sum()),
+        n_negative=int((~arm_a.truth).sum()),
+        positives_paired=paired,
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import statistics as pystats
 from collections import defaultdict
 from typing import Any
@@ -84,27 +85,55 @@ def _guarded(compute) -> Any:
         return {"error": str(exc)}
 
 
-def _mrmc(study: Study, first: list[dict], case_ids: set[int] | None = None) -> Any:
-    """Reader-averaged AUC (OR-Hillis, random readers and cases) over readers who read every case."""
-    rows = [r for r in first if case_ids is None or r["case"] in case_ids]
+def _complete_readers(rows: list[dict]) -> tuple[set[str], list[str]]:
+    """Readers who read every case that appears in ``rows``, and (sorted) those who did not."""
     all_cases = {r["case"] for r in rows}
     by_reader: dict[str, set] = defaultdict(set)
     for r in rows:
         by_reader[r["reader"]].add(r["case"])
     complete = {reader for reader, cases in by_reader.items() if cases == all_cases}
-    table = pd.DataFrame([
-        {"reader": r["reader"], "modality": "study", "case": str(r["case"]),
+    return complete, sorted(set(by_reader) - complete)
+
+
+def _reading_table(study: Study, rows: list[dict], readers: set[str], modality: str) -> pd.DataFrame:
+    return pd.DataFrame([
+        {"reader": r["reader"], "modality": modality, "case": str(r["case"]),
          "truth": int(r["truth"] == "synthetic"), "rating": _rating(study, r)}
-        for r in rows if r["reader"] in complete
+        for r in rows if r["reader"] in readers
     ], columns=["reader", "modality", "case", "truth", "rating"])
+
+
+def _mrmc(study: Study, first: list[dict], case_ids: set[int] | None = None) -> Any:
+    """Reader-averaged AUC (OR-Hillis, random readers and cases) over readers who read every case."""
+    rows = [r for r in first if case_ids is None or r["case"] in case_ids]
+    complete, incomplete = _complete_readers(rows)
+    table = _reading_table(study, rows, complete, "study")
 
     def analyse():
         data = stats.mrmc_data_from_table(table)
         result = stats.analyze_single_modality(data, "study", covariance=MRMC_COVARIANCE)
-        return {"readers_included": sorted(complete), "readers_excluded_incomplete": sorted(set(by_reader) - complete),
-                **result.to_dict()}
+        return {"readers_included": sorted(complete), "readers_excluded_incomplete": incomplete, **result.to_dict()}
 
     return _guarded(analyse)
+
+
+def _arm_comparison(study: Study, first: list[dict], arm_a: tuple[str, set[int]], arm_b: tuple[str, set[int]],
+                    real_cases: set[int]) -> dict:
+    """Arm a − arm b (two generators): each arm's synthetic cases plus all real cases, read by the same readers."""
+    (label_a, cases_a), (label_b, cases_b) = arm_a, arm_b
+    rows = [r for r in first if r["case"] in cases_a | cases_b | real_cases]
+    complete, incomplete = _complete_readers(rows)
+
+    def analyse():
+        arms = [
+            stats.mrmc_data_from_table(_reading_table(
+                study, [r for r in rows if r["case"] in cases | real_cases], complete, label))
+            for label, cases in ((label_a, cases_a), (label_b, cases_b))
+        ]
+        result = stats.compare_arms(*arms)
+        return {"readers_included": sorted(complete), "readers_excluded_incomplete": incomplete, **result.to_dict()}
+
+    return {"arm_a": label_a, "arm_b": label_b, **_guarded(analyse)}
 
 
 def compute_results(study: Study, rows: list[dict] | None = None, *, n_bootstrap: int = N_BOOTSTRAP) -> dict:
@@ -162,13 +191,19 @@ def compute_results(study: Study, rows: list[dict] | None = None, *, n_bootstrap
         real_cases = set(study.cases.filter(truth_synthetic=False).values_list("pk", flat=True))
         synthetic_arms = [a for a in study.arms.all() if a.truth_synthetic]
         if len(synthetic_arms) > 1:
-            for arm in synthetic_arms:
-                arm_cases = set(arm.cases.values_list("pk", flat=True)) | real_cases
-                payload["mrmc"][f"arm:{arm.label}"] = _mrmc(study, first, arm_cases)
+            arm_cases = {arm.label: set(arm.cases.values_list("pk", flat=True)) for arm in synthetic_arms}
+            for label, cases in arm_cases.items():
+                payload["mrmc"][f"arm:{label}"] = _mrmc(study, first, cases | real_cases)
+            payload["mrmc"]["arm_comparisons"] = [
+                _arm_comparison(study, first, a, b, real_cases)
+                for a, b in itertools.combinations(arm_cases.items(), 2)
+            ]
             payload["notes"].append(
-                "Generator arms are analysed one at a time against all real cases. A two-modality OR-Hillis "
-                "comparison needs every reader to read the same cases under both modalities; different generators "
-                "produce different cases, so that comparison is not computed here."
+                "Generator arms are analysed one at a time against all real cases, and every pair of arms is "
+                "compared (mrmc.arm_comparisons: difference of reader-averaged AUCs, arm a − arm b). The arms share "
+                "their readers and real cases but not their synthetic cases, so the comparison uses the OR-Hillis "
+                "method with DeLong structural-component covariances for this partially paired design "
+                "(covariance_method \"delong-partially-paired\"), over readers who read every case of both arms."
             )
 
     if study.ask_quality:

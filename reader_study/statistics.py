@@ -19,7 +19,9 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from statsmodels.stats.proportion import proportion_confint
 
 from reader_study.mrmc import (  # noqa: F401  (re-exported: one import point for the service)
+    ARM_COVARIANCE_METHOD,
     COVARIANCE_METHODS,
+    ArmComparisonResult,
     DesignError,
     ModalityComparisonResult,
     MRMCData,
@@ -27,7 +29,9 @@ from reader_study.mrmc import (  # noqa: F401  (re-exported: one import point fo
     SingleModalityResult,
     analyze_mrmc,
     analyze_single_modality,
+    arm_auc_covariance,
     auc_covariance,
+    compare_arms,
     compare_modalities,
     empirical_auc,
     mrmc_data_from_table,

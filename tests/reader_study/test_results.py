@@ -100,3 +100,34 @@ def test_interim_view_is_labelled_and_not_stored(org, study, quality_user):
     assert not StudyResult.objects.exists()
     html = web_client(quality_user).get(f"/studies/manage/{study.pk}/results/?interim=1").content.decode()
     assert "interim" in html
+
+
+def test_audit_report_uses_the_linked_studys_reader_averaged_auc(closed_study, org, image_sets, quality_user):
+    """The audit's reader section and its reader_auc criterion read the study's stored OR-Hillis result."""
+    from auditor.models import Audit
+    from auditor.report_builder import evaluate_criteria
+    from auditor.report_sections import reader_section, reader_summary
+
+    real, synthetic = image_sets
+    audit = Audit.objects.create(organisation=org, name="with readers", created_by=quality_user, generated_set=synthetic,
+                                 reference_set=real, reader_study=closed_study,
+                                 criteria={"reader_auc": {"enabled": True, "threshold": 0.99}})
+    summary = reader_summary(audit)  # computes and freezes the study's results on first use
+    stored = StudyResult.objects.get(study=closed_study).payload["mrmc"]["all_synthetic_vs_real"]
+    assert stored["auc"] is not None
+    assert (summary["auc"], summary["ci_low"], summary["ci_high"], summary["df"]) == (
+        stored["auc"], stored["ci_low"], stored["ci_high"], stored["df"])
+
+    row = next(r for r in evaluate_criteria(audit, results={}) if r["name"] == "reader_auc")
+    assert row["reason"] is None and row["value"] == stored["ci_high"]
+    assert row["status"] == ("PASS" if stored["ci_high"] <= 0.99 else "FAIL")
+
+    blocks = reader_section(audit).blocks
+    facts = dict(row for block in blocks if type(block).__name__ == "Facts" for row in block.rows)
+    table = next(block for block in blocks if type(block).__name__ == "Table")
+    assert [row[0] for row in table.rows] == ["reader-0", "reader-1", "reader-2"]
+    assert table.rows[0][2] == 0.5  # reader-0 calls everything synthetic
+    assert {"Fleiss' kappa across readers", "Pairwise Cohen's kappa (range over reader pairs)",
+            "Image quality (Likert), real vs synthetic"} <= set(facts)
+    assert facts["Reader-averaged AUC (OR-Hillis, random readers and cases)"].startswith(
+        f"{stored['auc']:.3f} [{stored['ci_low']:.3f}, {stored['ci_high']:.3f}]")
