@@ -76,8 +76,24 @@ def continue_audit_task(self, audit_id: int) -> dict:
     from . import pipeline
 
     try:
-        audit = pipeline.run_set_level_stages(audit_id)
+        audit = pipeline.run_set_level_stages(audit_id, worker=self.request.hostname or "eager")
     except Exception as exc:
         pipeline.mark_failed(audit_id, exc)
         raise
-    return {"audit": audit_id, "status": audit.status}
+    return {"audit": audit_id, "status": audit.status, "ran_stages": audit.ran_stages}
+
+
+def recover_audits(restart=None, assume_all_dead: bool = False):
+    """Re-enqueue audit work that dead workers left behind (auditor/recovery.py); returns what was sent."""
+    from .recovery import recover_stalled_audits
+
+    return recover_stalled_audits(lambda audit_id, chunk_id: audit_chunk_task.delay(audit_id, chunk_id),
+                                  lambda audit_id: continue_audit_task.delay(audit_id),
+                                  restart=restart, assume_all_dead=assume_all_dead)
+
+
+@shared_task(bind=True, name="auditor.recover_audits")
+def recover_audits_task(self) -> dict:
+    """The same check the workers run on their own (for a beat schedule or an operator's one-off call)."""
+    recovery = recover_audits()
+    return {"chunks": recovery.chunks, "continued": recovery.continued, "failed": recovery.failed}

@@ -58,6 +58,10 @@ class Audit(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     locked_at = models.DateTimeField(null=True, blank=True, help_text="criteria are frozen from this moment")
     error = models.TextField(blank=True)
+    # Who runs the set-level stages ("worker-hostname token"), until when; empty runner with a future time means a
+    # continue task was sent and is waiting for a worker. A worker renews its lease while it runs (pipeline.py).
+    runner = models.CharField(max_length=250, blank=True)
+    runner_lease_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -119,6 +123,12 @@ class AuditChunk(models.Model):
     worker = models.CharField(max_length=200, blank=True)
     seconds = models.FloatField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The worker working on it now and until when its lease runs (renewed while it works); a claim whose lease ran
+    # out belongs to a dead worker and is handed to another (auditor/recovery.py). Attempts counts the claims.
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["audit", "index"]

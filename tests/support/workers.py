@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -32,7 +33,9 @@ def database_url() -> str:
 
 
 class WorkerPool:
-    def __init__(self, tmp_path: Path, media_root: Path):
+    """Worker processes on one test queue. `env` adds or overrides environment variables of every worker."""
+
+    def __init__(self, tmp_path: Path, media_root: Path, env: dict[str, str] | None = None):
         self.queue = f"test-{uuid.uuid4().hex[:10]}"
         self.broker = os.environ.get("DERMAUDIT_TEST_BROKER_URL") or "filesystem://"
         self.queue_dir = tmp_path / "broker"
@@ -47,16 +50,19 @@ class WorkerPool:
             "DERMAUDIT_FEATURE_CACHE": str(getattr(settings, "DERMAUDIT_FEATURE_CACHE", tmp_path / "features")),
             "DERMAUDIT_MODEL_DIR": str(getattr(settings, "DERMAUDIT_MODEL_DIR", tmp_path / "models")),
             "PYTHONUNBUFFERED": "1",
+            **(env or {}),
         }
         self.tmp_path = tmp_path
         self.processes: list[subprocess.Popen] = []
-        self.app = Celery("test-sender", broker=self.broker)
+        self.starts: dict[str, int] = {}
+        # Not the current app: tasks this test process runs eagerly must keep using the project's (eager) app.
+        self.app = Celery("test-sender", broker=self.broker, set_as_current=False)
         options = {"data_folder_in": str(self.queue_dir), "data_folder_out": str(self.queue_dir),
                    "control_folder": str(self.queue_dir / "control")}
         self.app.conf.update(task_default_queue=self.queue, broker_transport_options=options if self.broker.startswith("filesystem") else {})
 
     def start(self, name: str, concurrency: int = 1) -> subprocess.Popen:
-        log = open(self.tmp_path / f"{name}.log", "wb")
+        log = open(self.tmp_path / f"{name}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "auditor", "worker", "-Q", self.queue, "-n", f"{name}@%h",
              "--pool=prefork", f"--concurrency={concurrency}", "--without-gossip", "--without-mingle",
@@ -64,7 +70,23 @@ class WorkerPool:
             cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         self.processes.append(process)
+        self.starts[name] = self.starts.get(name, 0) + 1
         return process
+
+    @staticmethod
+    def hostname(name: str) -> str:
+        """The node name a worker started as `name` records on the work it does (`-n name@%h`)."""
+        return f"{name}@{socket.gethostname()}"
+
+    def wait_ready(self, *names: str, timeout: float = 120) -> None:
+        """Until each named worker consumes (its latest start says so in the log), so the first to start does not
+        take all the work."""
+        for name in names:
+            marker = f"{self.hostname(name)} ready."
+            try:
+                wait_for(lambda: self.log(name).count(marker) >= self.starts[name], timeout, message=f"worker {name} to start")
+            except TimeoutError as exc:
+                raise TimeoutError(f"{exc}; its log:\n{self.log(name)[-3000:]}") from None
 
     def send(self, task_name: str, *args) -> None:
         self.app.send_task(task_name, args=list(args), queue=self.queue)
@@ -82,13 +104,14 @@ class WorkerPool:
                 self.kill(process, signal.SIGTERM)
 
     def log(self, name: str) -> str:
+        """Everything the worker `name` wrote (all its incarnations: a restart appends)."""
         path = self.tmp_path / f"{name}.log"
         return path.read_text(errors="replace") if path.exists() else ""
 
 
 @contextmanager
-def worker_pool(tmp_path: Path, media_root: Path):
-    pool = WorkerPool(tmp_path, media_root)
+def worker_pool(tmp_path: Path, media_root: Path, env: dict[str, str] | None = None):
+    pool = WorkerPool(tmp_path, media_root, env)
     try:
         yield pool
     finally:
