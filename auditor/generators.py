@@ -159,9 +159,11 @@ def make_copy_baseline(reference: ImageSet, *, n: int | None = None, seed: int =
     if n is not None and n < len(rows):
         chosen = np.random.default_rng(seed).choice(len(rows), size=n, replace=False)
         rows = [rows[i] for i in sorted(chosen)]
+    suffix = f" (n={len(rows)}, seed {seed})"
+    name = f"copy baseline of {reference.name}"[: ImageSet._meta.get_field("name").max_length - len(suffix)] + suffix
     with transaction.atomic():
         image_set = ImageSet.objects.create(
-            organisation=reference.organisation, name=f"copy baseline of {reference.name} (n={len(rows)}, seed {seed})",
+            organisation=reference.organisation, name=name,
             kind=ImageSet.Kind.BASELINE, generator_name="copy baseline",
             description=f"{len(rows)} images of {reference.name!r} re-submitted unchanged (a perfect memoriser).",
             intended_use="Positive control for the memorisation check.", created_by=user,

@@ -7,25 +7,34 @@ Safety properties (each has a test in tests/auditor/test_ingest_*.py):
 - blobs are written content-addressed and atomically (temporary file + rename) *before* the database rows
   that point at them, and rows are inserted a chunk per transaction, so a crash leaves no half-registered
   image and a retry stores nothing twice;
-- importing the same files again adds nothing (unique pixel hash per set).
+- importing the same files again adds nothing (unique pixel hash per set);
+- a dropped database connection (server restart, fail-over, killed backend) is retried on a fresh connection a
+  few times; a chunk is re-inserted idempotently, so a commit whose acknowledgement was lost adds nothing twice;
+- a failed import is marked failed with the set's manifest recomputed from its committed rows, and a storage
+  write error (disk full, I/O error) stops the import with a message naming the file and the reason
+  (these two: tests/auditor/test_faults.py).
 """
 from __future__ import annotations
 
 import ctypes
+import errno
+import logging
+import lzma
 import os
 import shutil
 import stat
 import tempfile
+import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
-from django.db import transaction
+from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from .ingest import LABELS_FILE_NAME, IngestRejected, LabelTable, is_side_file, normalise_image, parse_labels_csv
@@ -36,6 +45,10 @@ IGNORED_NAMES = {".DS_Store", "Thumbs.db"}
 ZIP_MAGIC = b"PK\x03\x04"
 ARCHIVE_SUFFIXES = (".zip", ".7z", ".rar", ".tar", ".tgz", ".gz", ".bz2", ".xz")
 NESTED_ARCHIVE = "nested archive: not imported (unpack it and upload its contents)"
+# Waits before each retry of a database step whose connection dropped; then the import fails.
+RECONNECT_WAITS_S = (0.5, 2.0, 5.0)
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -52,6 +65,60 @@ class Entry:
 
 class ArchiveRejected(Exception):
     pass
+
+
+def describe_os_error(exc: OSError) -> str:
+    """'No space left on device (ENOSPC)': the reason a user can act on, without a traceback."""
+    code = errno.errorcode.get(exc.errno or 0)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{reason} ({code})" if code else reason
+
+
+class MediaWriteError(OSError):
+    """A stored file could not be written (disk full, I/O error). Not a fault of the file: the import stops, and
+    what was committed before stays; re-running it once the storage is fixed adds only what is missing."""
+
+    def __init__(self, file_name: str, cause: OSError):
+        super().__init__(cause.errno, describe_os_error(cause))
+        self.file_name = file_name
+        self.message = f"could not store {file_name}: {describe_os_error(cause)}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def _connection_dropped(before) -> bool:
+    """After a database error: was it the connection itself (killed backend, server restart, network)?"""
+    if connection.connection is None or connection.connection is not before:
+        return True  # Django already had to drop it (a rollback on a dead connection closes it)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError:
+        return True
+    return False
+
+
+def with_reconnect(operation: Callable[[], object], what: str):
+    """Run a database step; when its connection dropped, retry it on a fresh connection (RECONNECT_WAITS_S).
+
+    Only for steps that are safe to repeat (one transaction each, idempotent), and never inside a caller's
+    transaction, whose earlier work died with the connection."""
+    for wait in (*RECONNECT_WAITS_S, None):
+        before = None
+        try:
+            connection.ensure_connection()
+            before = connection.connection
+            return operation()
+        except (IntegrityError, DataError):
+            raise
+        except DatabaseError as exc:
+            transient = isinstance(exc, (OperationalError, InterfaceError))
+            if wait is None or connection.in_atomic_block or not (transient or _connection_dropped(before)):
+                raise
+            logger.warning("database connection lost during %s (%s); retrying in %.1f s", what, exc, wait)
+            connection.close()
+            time.sleep(wait)
 
 
 def blob_name(sha256: str, suffix: str) -> str:
@@ -159,7 +226,9 @@ def _zip_entries(archive: Path, display: str, errors: list[tuple[str, str]]) -> 
             try:
                 with zf.open(info) as handle:
                     data = handle.read(cap + 1)
-            except (zipfile.BadZipFile, zlib.error, OSError, EOFError, NotImplementedError) as exc:
+            # Each decompressor fails its own way on corrupt data: zlib.error, OSError (bz2), LZMAError,
+            # RuntimeError/NotImplementedError (unknown method, password needed), ValueError, EOFError.
+            except (zipfile.BadZipFile, zlib.error, lzma.LZMAError, OSError, EOFError, RuntimeError, ValueError) as exc:
                 raise IngestRejected(f"corrupt archive entry: {exc}") from None
             # Declared sizes can lie; what is actually inflated is bounded here.
             if len(data) > cap:
@@ -173,9 +242,12 @@ def _zip_entries(archive: Path, display: str, errors: list[tuple[str, str]]) -> 
 
         return read
 
-    for info in infos:
+    for position, info in enumerate(infos, start=1):
         name = info.filename
         shown = f"{display}:{name}"
+        if not name:  # zipfile cuts a name at its first NUL byte, so a crafted one can end up empty
+            errors.append((shown, f"archive entry {position} has an empty name; not read"))
+            continue
         if info.is_dir() or PurePosixPath(name).name in IGNORED_NAMES or name.startswith("__MACOSX/"):
             continue
         if _unsafe_archive_path(name):
@@ -291,13 +363,14 @@ class _Batch:
         self.pending_duplicates: list[tuple[str, str]] = []
         self.pending_errors: list[tuple[str, str]] = []
         self.written: list[Path] = []
+        self.manifest_cleared = False
 
     def add_image(self, image: Image) -> None:
         self.known[image.pixel_sha256] = (None, image.original_name)
         self.pending.append(image)
         self.job.imported += 1
 
-    def add(self, name: str, data: bytes, labels: LabelTable | None) -> None:
+    def add(self, name: str, data: bytes, labels: LabelTable | None, display: str = "") -> None:
         if name.lower().endswith(ARCHIVE_SUFFIXES) or data.startswith(ZIP_MAGIC):
             raise IngestRejected(NESTED_ARCHIVE)
         limits = _limits()
@@ -311,7 +384,10 @@ class _Batch:
                 self.job.duplicates += 1
             return
         stored_name = blob_name(normalised.sha256, normalised.stored_suffix)
-        written = store_blob(stored_name, normalised.stored_bytes, durable=False)
+        try:
+            written = store_blob(stored_name, normalised.stored_bytes, durable=False)
+        except OSError as exc:
+            raise MediaWriteError(display or name, exc) from exc
         if written is not None:
             self.written.append(written)
         image_labels = labels.lookup(name) if labels else None
@@ -339,10 +415,17 @@ class _Batch:
         self.pending_errors.append((name, reason))
         self.job.failed += 1
 
-    def flush(self) -> None:
+    def flush(self, finish: Callable[[], None] | None = None) -> None:
+        """Commit the pending rows (and `finish`, the job's last step) in one transaction; safe to repeat."""
         make_durable(self.written)  # blobs reach the disk before any row that points at them is committed
         self.written = []
         with transaction.atomic():
+            if self.pending:
+                self._forget_uncommitted()
+            clearing = bool(self.pending) and not self.manifest_cleared
+            if clearing:
+                # Until the import finishes (or is marked failed) the set's manifest is unknown, never stale.
+                ImageSet.objects.filter(pk=self.image_set.pk).update(manifest_sha256="")
             created = Image.objects.bulk_create(self.pending)
             for image in created:
                 self.known[image.pixel_sha256] = (image.pk, image.original_name)
@@ -367,7 +450,21 @@ class _Batch:
                 ]
             )
             self.job.save(update_fields=["processed", "imported", "duplicates", "failed", "skipped", "total"])
+            if finish is not None:
+                finish()
+        self.manifest_cleared = self.manifest_cleared or clearing
         self.pending, self.pending_duplicates, self.pending_errors = [], [], []
+
+    def _forget_uncommitted(self) -> None:
+        """Before (re)inserting a chunk: drop ids a rolled-back attempt assigned, and rows that attempt did commit
+        (its acknowledgement lost with the connection), so that a repeated flush inserts each image once."""
+        committed = dict(self.image_set.images.filter(pixel_sha256__in=[i.pixel_sha256 for i in self.pending])
+                         .values_list("pixel_sha256", "id"))
+        for image in self.pending:
+            image.pk, image._state.adding = None, True
+        for pixel, pk in committed.items():
+            self.known[pixel] = (pk, self.known[pixel][1])
+        self.pending = [image for image in self.pending if image.pixel_sha256 not in committed]
 
 
 def run_ingest(job: IngestJob, sources: list[Path], *, after_chunk: Callable[[IngestJob], None] | None = None) -> IngestJob:
@@ -390,33 +487,45 @@ def ingest_entries(
     job.started_at = timezone.now()
     job.processed = job.imported = job.duplicates = job.failed = job.skipped = 0
     job.total = len(entries)
-    job.save()
-    batch = _Batch(job)
+    with_reconnect(job.save, "starting the import")
+    batch = with_reconnect(lambda: _Batch(job), "reading the set")
     for name, reason in source_errors:
         batch.error(name, reason)
     for index, entry in enumerate(entries, start=1):
         try:
-            batch.add(entry.name, entry.read(), labels)
+            batch.add(entry.name, entry.read(), labels, display=entry.display)
         except IngestRejected as exc:
             batch.error(entry.display, exc.reason)
         job.processed = index
         if index % CHUNK_SIZE == 0:
-            batch.flush()
+            with_reconnect(batch.flush, f"committing files up to {index} of {len(entries)}")
             if after_chunk:
                 after_chunk(job)
-    batch.flush()
-    job.image_set.refresh_manifest()
-    job.status = IngestJob.Status.SUCCEEDED
-    job.finished_at = timezone.now()
-    job.message = (
-        f"{job.imported} imported, {job.duplicates} duplicates, {job.skipped} already present, {job.failed} errors"
-    )
-    job.save()
+
+    def finish() -> None:
+        # The last rows, the manifest over all rows and the job's success commit together.
+        job.image_set.refresh_manifest()
+        job.status = IngestJob.Status.SUCCEEDED
+        job.finished_at = timezone.now()
+        job.message = (
+            f"{job.imported} imported, {job.duplicates} duplicates, {job.skipped} already present, {job.failed} errors"
+        )
+        job.save()
+
+    with_reconnect(lambda: batch.flush(finish), "finishing the import")
     return job
 
 
 def mark_failed(job: IngestJob, message: str) -> None:
-    IngestJob.objects.filter(pk=job.pk).update(status=IngestJob.Status.FAILED, message=message[:2000], finished_at=timezone.now())
+    """Record the failure (on a fresh connection if the old one dropped) with the manifest of what was committed."""
+
+    def record() -> None:
+        with transaction.atomic():
+            ImageSet.objects.get(pk=job.image_set_id).refresh_manifest()
+            IngestJob.objects.filter(pk=job.pk).update(status=IngestJob.Status.FAILED, message=message[:2000],
+                                                       finished_at=timezone.now())
+
+    with_reconnect(record, "recording the failed import")
 
 
 def remove_staging(job: IngestJob) -> None:

@@ -96,6 +96,18 @@ def _to_rgb(image: Image.Image, notes: list[str], sixteen_bit: bool) -> Image.Im
     raise IngestRejected(f"unsupported pixel mode {mode}")
 
 
+def _oriented_rgb(image: Image.Image, notes: list[str], sixteen_bit: bool) -> Image.Image:
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append(f"multi-frame image: first of {image.n_frames} frames kept")
+    orientation = image.getexif().get(0x0112, 1)
+    if orientation not in (None, 1):
+        transposed = ImageOps.exif_transpose(image)
+        if transposed is not None:
+            image = transposed
+        notes.append(f"EXIF orientation {orientation} applied")
+    return _to_rgb(image, notes, sixteen_bit)
+
+
 def normalise_image(data: bytes, *, max_pixels: int, max_bytes: int) -> NormalisedImage:
     """Decode fully, check, and normalise to 8-bit RGB with EXIF orientation applied.
 
@@ -124,6 +136,9 @@ def normalise_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Normalis
                 )
             sixteen_bit = _is_sixteen_bit(image)
             image.load()
+            notes: list[str] = []
+            rgb = _oriented_rgb(image, notes, sixteen_bit)
+            pixels = np.asarray(rgb, dtype=np.uint8)
     except IngestRejected:
         raise
     except Image.UnidentifiedImageError:
@@ -132,19 +147,13 @@ def normalise_image(data: bytes, *, max_pixels: int, max_bytes: int) -> Normalis
         raise IngestRejected(f"decompression bomb: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise IngestRejected(f"corrupt or truncated image: {exc}") from None
+    except Exception as exc:
+        # Pillow's format plugins fail in their own ways on hostile bytes (fuzzing found a corrupt multi-frame
+        # TIFF raising TypeError "Missing dimensions" from n_frames). Still this file's fault: reject the file,
+        # never the batch.
+        raise IngestRejected(f"corrupt image ({type(exc).__name__}: {exc})") from None
 
-    notes: list[str] = []
-    if getattr(image, "n_frames", 1) > 1:
-        notes.append(f"multi-frame image: first of {image.n_frames} frames kept")
-    orientation = image.getexif().get(0x0112, 1)
-    if orientation not in (None, 1):
-        transposed = ImageOps.exif_transpose(image)
-        if transposed is not None:
-            image = transposed
-        notes.append(f"EXIF orientation {orientation} applied")
-    rgb = _to_rgb(image, notes, sixteen_bit)
     width, height = rgb.size
-    pixels = np.asarray(rgb, dtype=np.uint8)
     pixel_sha256 = hashlib.sha256(f"{width}x{height}:".encode() + pixels.tobytes()).hexdigest()
     source_sha256 = hashlib.sha256(data).hexdigest()
 

@@ -77,7 +77,9 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------
 _default_sqlite = f"sqlite:///{VAR_DIR / 'dermaudit.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL", _default_sqlite), conn_max_age=0)}
+DATABASES = {"default": dj_database_url.parse(os.environ.get("DATABASE_URL", _default_sqlite),
+                                              conn_max_age=int(os.environ.get("DJANGO_CONN_MAX_AGE", 0)),
+                                              conn_health_checks=True)}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so that a real worker process can share the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test_dermaudit.sqlite3")}
@@ -119,6 +121,19 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("DERMAUDIT_QUEUE", "dermaudit")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+# Recovery from killed workers that does not depend on the broker (auditor/recovery.py). A worker holding an audit
+# chunk or the set-level stages renews its lease every third of DERMAUDIT_TASK_LEASE_SECONDS; work whose lease ran
+# out is re-enqueued by any worker, every DERMAUDIT_RECOVERY_INTERVAL_SECONDS (0: only at worker start-up) and by
+# `manage.py resume_audits`. A worker restarted under the same name (-n) takes back its own work at start-up.
+DERMAUDIT_TASK_LEASE_SECONDS = float(os.environ.get("DERMAUDIT_TASK_LEASE_SECONDS", 300))
+DERMAUDIT_RECOVERY_INTERVAL_SECONDS = float(os.environ.get("DERMAUDIT_RECOVERY_INTERVAL_SECONDS", 60))
+DERMAUDIT_MAX_CHUNK_ATTEMPTS = int(os.environ.get("DERMAUDIT_MAX_CHUNK_ATTEMPTS", 5))
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    # Redis hands an unacknowledged message of a dead worker to another one only after this many seconds (kombu's
+    # default is 1 h). A task running longer than this is delivered twice; the leases make the copy a no-op.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": int(os.environ.get("DERMAUDIT_BROKER_VISIBILITY_TIMEOUT", 3600)),
+    }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Broker-less real workers (used by tests under the embedded default): kombu's file transport.
     _queue_dir = Path(os.environ.get("CELERY_FILESYSTEM_QUEUE", VAR_DIR / "celery-queue"))
@@ -156,9 +171,12 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Error answers (400/401/403/404) are documented too: auditor/api/schema.py.
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "auditor.api.schema.document_error_responses"],
     "ENUM_NAME_OVERRIDES": {
         "ImageSetKindEnum": "auditor.models.core.ImageSet.Kind",
         "GeneratorKindEnum": "auditor.models.training.GeneratorRun.Kind",
+        "TrainingStatusEnum": "auditor.models.training.TrainingStatus",  # generator and detector runs share it
     },
     # Swagger UI served from our own static files: hospitals often have no internet.
     "SWAGGER_UI_DIST": "SIDECAR",

@@ -13,12 +13,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from auditor.access import READ_ROLES, WRITE_ROLES, has_any_role
+from auditor.api.schema import error_responses
 
 from . import access, services
 from .blinding import CONTENT_TYPE, blinded_image_bytes
 from .models import Assignment, Study
 from .serializers import (
     AnswerInputSerializer,
+    InvitedReadersSerializer,
     InviteSerializer,
     ReaderAssignmentSerializer,
     StatusChangeSerializer,
@@ -30,6 +32,8 @@ from .serializers import (
 
 INTERIM = OpenApiParameter("interim", OpenApiTypes.BOOL, description="quality/admin: statistics before close")
 IMAGE_CACHE_CONTROL = "private, max-age=86400"
+STATE_CONFLICT = error_responses(409, e409="the study's status does not allow this")
+NOT_CLOSED = error_responses(409, e409="results are available once the study is closed (quality/admin: ?interim=1)")
 
 
 class StudyRolePermission(BasePermission):
@@ -83,23 +87,24 @@ class StudyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
             return _study_error(exc)
         return Response({"status": study.status})
 
-    @extend_schema(request=None, responses=StatusChangeSerializer)
+    @extend_schema(request=None, responses={200: StatusChangeSerializer, **STATE_CONFLICT})
     @action(detail=True, methods=["post"])
     def open(self, request, pk=None):
         """Open the study for reading (renders every case's blinded image first)."""
         return self._change_status("open")
 
-    @extend_schema(request=None, responses=StatusChangeSerializer)
+    @extend_schema(request=None, responses={200: StatusChangeSerializer, **STATE_CONFLICT})
     @action(detail=True, methods=["post"])
     def pause(self, request, pk=None):
         return self._change_status("pause")
 
-    @extend_schema(request=None, responses=StatusChangeSerializer)
+    @extend_schema(request=None, responses={200: StatusChangeSerializer, **STATE_CONFLICT})
     @action(detail=True, methods=["post"])
     def close(self, request, pk=None):
         """Close the study: answers are frozen and the statistics are computed."""
         return self._change_status("close")
 
+    @extend_schema(request=InviteSerializer, responses={200: InvitedReadersSerializer})
     @action(detail=True, methods=["post"])
     def invite(self, request, pk=None):
         """Invite readers (members with the reader role); each gets an independent seeded order."""
@@ -122,7 +127,7 @@ class StudyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
             raise PermissionDenied("Interim results are for quality and admin roles.")
         return True
 
-    @extend_schema(parameters=[INTERIM], responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(parameters=[INTERIM], responses={200: OpenApiTypes.OBJECT, **NOT_CLOSED})
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
         """Statistics: per reader, kappas, MRMC reader-averaged AUC (OR-Hillis), quality, diagnoses."""
@@ -132,7 +137,7 @@ class StudyViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
         interim = self._results_gate(study)
         return Response(interim_results(study) if interim else stored_results(study).payload)
 
-    @extend_schema(parameters=[INTERIM], responses={(200, "text/csv"): OpenApiTypes.STR})
+    @extend_schema(parameters=[INTERIM], responses={(200, "text/csv"): OpenApiTypes.STR, **NOT_CLOSED})
     @action(detail=True, methods=["get"])
     def answers(self, request, pk=None):
         """Every answer as CSV (one row per reader × case × showing)."""
@@ -177,7 +182,7 @@ class ReaderCaseImageView(APIView):
 
     permission_classes = [ReaderPermission]
 
-    @extend_schema(responses={(200, CONTENT_TYPE): OpenApiTypes.BINARY})
+    @extend_schema(responses={(200, CONTENT_TYPE): OpenApiTypes.BINARY, **error_responses(409, e409="the study is not open")})
     def get(self, request, token: str):
         showing = get_object_or_404(
             access.own_showings(request.user).select_related("case", "assignment__study"), token=token
@@ -206,7 +211,7 @@ class ReaderCaseAnswerView(APIView):
         serializer.is_valid(raise_exception=True)
         return services.parse_answer(study, serializer.validated_data)
 
-    @extend_schema(request=AnswerInputSerializer, responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    @extend_schema(request=AnswerInputSerializer, responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT, **STATE_CONFLICT})
     def post(self, request, token: str):
         showing = self._showing(request, token)
         study = showing.assignment.study
@@ -219,7 +224,7 @@ class ReaderCaseAnswerView(APIView):
         body = {"stored": outcome.created, "progress": progress_dict(services.progress(showing.assignment))}
         return Response(body, status=status.HTTP_201_CREATED if outcome.created else status.HTTP_200_OK)
 
-    @extend_schema(request=AnswerInputSerializer, responses={200: OpenApiTypes.OBJECT})
+    @extend_schema(request=AnswerInputSerializer, responses={200: OpenApiTypes.OBJECT, **STATE_CONFLICT})
     def put(self, request, token: str):
         showing = self._showing(request, token)
         study = showing.assignment.study

@@ -5,6 +5,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from auditor.access import WRITE_ROLES, organisation_ids
+from auditor.api.serializers import MAX_ID
 from auditor.models import Organisation
 
 from .models import Assignment, Showing, Study, StudyArm
@@ -12,7 +13,7 @@ from .services import ArmSpec, Progress, StudyDesign, StudyError, create_study, 
 
 
 class ArmSerializer(serializers.Serializer):
-    image_set = serializers.IntegerField(source="image_set_id", min_value=1)
+    image_set = serializers.IntegerField(source="image_set_id", min_value=1, max_value=MAX_ID)
     count = serializers.IntegerField(min_value=1)
     label = serializers.CharField(read_only=True)
     truth = serializers.SerializerMethodField()
@@ -67,7 +68,7 @@ class StudySerializer(serializers.ModelSerializer):
 
 
 class InviteSerializer(serializers.Serializer):
-    readers = serializers.ListField(child=serializers.IntegerField(min_value=1), allow_empty=False,
+    readers = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), allow_empty=False,
                                     help_text="user ids of members with the reader role")
 
     def validate_readers(self, value):
@@ -79,6 +80,16 @@ class InviteSerializer(serializers.Serializer):
 
 class StatusChangeSerializer(serializers.Serializer):
     status = serializers.CharField(read_only=True)
+
+
+class ReaderProgressSerializer(serializers.Serializer):
+    reader = serializers.CharField(help_text="username")
+    answered = serializers.IntegerField()
+    total = serializers.IntegerField()
+
+
+class InvitedReadersSerializer(serializers.Serializer):
+    readers = ReaderProgressSerializer(many=True, help_text="every invited reader's progress")
 
 
 # --- reader side: nothing here may depend on whether a case is real or synthetic -------------------------
@@ -127,6 +138,8 @@ class ReaderAssignmentSerializer(serializers.ModelSerializer):
 
 class AnswerInputSerializer(serializers.Serializer):
     call = serializers.ChoiceField(choices=["real", "synthetic"], required=False)
-    confidence = serializers.IntegerField(required=False)
-    quality = serializers.IntegerField(required=False)
+    # The widest ranges any study asks (its own scale is checked by services.parse_answer).
+    confidence = serializers.IntegerField(required=False, min_value=0, max_value=100,
+                                          help_text="1-5 on a five-point scale, 0-100 on a 0-100 scale")
+    quality = serializers.IntegerField(required=False, min_value=1, max_value=5)
     diagnosis = serializers.CharField(required=False, allow_blank=True)

@@ -1,6 +1,7 @@
 """API for audits (create, edit while draft, run, poll, results, re-run) and their versioned reports."""
 from __future__ import annotations
 
+from django.db import DatabaseError
 from django.http import FileResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -13,9 +14,11 @@ from .. import pipeline
 from ..access import READ_ROLES, WRITE_ROLES, organisation_ids
 from ..models import Audit, DetectorRun, ImageSet, Report
 from ..models.audits import DEFAULT_CRITERIA
-from ..reporting import ReportError, approve_report
-from ..tasks import run_audit_task
+from .. import reporting
+from ..reporting import ReportError, ReportGenerationError, approve_report
+from ..tasks import continue_audit_task, run_audit_task
 from .permissions import ImageSetRolePermission
+from .schema import error_responses
 
 
 def _writable_sets(request):
@@ -89,8 +92,8 @@ class AuditSerializer(serializers.ModelSerializer):
 
 
 class ReportSerializer(serializers.ModelSerializer):
-    prepared_by = serializers.CharField(source="prepared_by.username", default=None, read_only=True)
-    approved_by = serializers.CharField(source="approved_by.username", default=None, read_only=True)
+    prepared_by = serializers.CharField(source="prepared_by.username", allow_null=True, read_only=True)
+    approved_by = serializers.CharField(source="approved_by.username", allow_null=True, read_only=True)
 
     class Meta:
         model = Report
@@ -133,6 +136,19 @@ class AuditViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(AuditSerializer(clone, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
+    @extend_schema(request=None, responses={202: AuditSerializer, **error_responses(409)})
+    @action(detail=True, methods=["post"], url_path="retry-report")
+    def retry_report(self, request, pk=None):
+        """Generate the report again after it failed (e.g. a corrupt heat map, since restored); the earlier stages'
+        stored results are reused, not recomputed."""
+        audit = self.get_object()
+        try:
+            reporting.retry_report(audit, enqueue=lambda audit_id: continue_audit_task.delay(audit_id))
+        except ReportError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        audit.refresh_from_db()
+        return Response(AuditSerializer(audit, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
+
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["get"])
     def results(self, request, pk=None):
@@ -142,7 +158,7 @@ class AuditViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
                          "stages": {r.stage: r.data for r in audit.results.all()}})
 
     @extend_schema(responses={200: ReportSerializer(many=True)})
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=None)  # every version, as a plain list
     def reports(self, request, pk=None):
         audit = self.get_object()
         return Response(ReportSerializer(audit.reports.all(), many=True).data)
@@ -173,7 +189,7 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
     def json_twin(self, request, pk=None):
         return self._file(self.get_object(), "json", "application/json")
 
-    @extend_schema(request=None, responses={201: ReportSerializer})
+    @extend_schema(request=None, responses={201: ReportSerializer, **error_responses(503, 507)})
     @action(detail=True, methods=["post"])
     def approve(self, request, pk=None):
         report = self.get_object()
@@ -181,6 +197,12 @@ class ReportViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.G
             approved = approve_report(report, request.user)
         except PermissionError as exc:
             raise PermissionDenied(str(exc)) from None
+        except ReportGenerationError as exc:  # a server-side fault, not the request's: nothing was issued
+            code = status.HTTP_507_INSUFFICIENT_STORAGE if exc.storage_full else status.HTTP_500_INTERNAL_SERVER_ERROR
+            return Response({"detail": str(exc)}, status=code)
         except ReportError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except DatabaseError as exc:
+            return Response({"detail": f"the approval could not be recorded (database error: {exc}); no new version "
+                                       "was issued, try again"}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(ReportSerializer(approved).data, status=status.HTTP_201_CREATED)

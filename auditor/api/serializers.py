@@ -6,10 +6,17 @@ from ..access import WRITE_ROLES, organisation_ids
 from ..models import Image, ImageSet, IngestError, IngestJob, Organisation
 
 
+# Ids are 64-bit integers in every database we run on: a bigger number in a filter or an id list would make the
+# query itself fail (a 500) instead of matching nothing, so inputs are bounded by it.
+MAX_ID = 2**63 - 1
+
+
 class ImageSetSerializer(serializers.ModelSerializer):
     organisation = serializers.PrimaryKeyRelatedField(queryset=Organisation.objects.all(), required=False)
     image_count = serializers.IntegerField(read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    # allow_null, not default=None: a default makes DRF drop the field from PATCH answers (partial updates skip
+    # defaults), and the schema must say it can be null.
+    created_by = serializers.CharField(source="created_by.username", read_only=True, allow_null=True)
 
     class Meta:
         model = ImageSet
@@ -107,4 +114,4 @@ class UploadSerializer(serializers.Serializer):
 
 class CopyBaselineSerializer(serializers.Serializer):
     n = serializers.IntegerField(min_value=1, required=False, help_text="how many reference images (default: all)")
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_ID)  # numpy seeds are non-negative

@@ -1,7 +1,7 @@
 """API for the service's own training runs: reference generators (and their samples)."""
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -12,7 +12,8 @@ from ..generators import CONDITION_LABELS, GeneratorError, sample_to_image_set
 from ..models import GeneratorRun, ImageSet
 from ..tasks import train_generator_task
 from .permissions import ImageSetRolePermission
-from .serializers import ImageSetSerializer
+from .schema import error_responses
+from .serializers import MAX_ID, ImageSetSerializer
 
 
 class GeneratorRunSerializer(serializers.ModelSerializer):
@@ -55,7 +56,7 @@ class GeneratorRunSerializer(serializers.ModelSerializer):
 
 class SampleRequestSerializer(serializers.Serializer):
     n = serializers.IntegerField(min_value=1, max_value=20000, required=False)
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_ID)
     name = serializers.CharField(required=False, max_length=200)
     class_counts = serializers.DictField(child=serializers.IntegerField(min_value=0), required=False)
 
@@ -86,7 +87,7 @@ class GeneratorRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins
         run.refresh_from_db()
         return Response(GeneratorRunSerializer(run, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
-    @extend_schema(request=SampleRequestSerializer, responses={201: ImageSetSerializer})
+    @extend_schema(request=SampleRequestSerializer, responses={201: ImageSetSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"])
     def sample(self, request, pk=None):
         run = self.get_object()
@@ -98,5 +99,8 @@ class GeneratorRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins
                                             class_counts=payload.validated_data.get("class_counts"), user=request.user)
         except GeneratorError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        except IntegrityError:  # set names are unique per organisation; the default name says seed and n
+            return Response({"detail": "an image set with this name exists already; give another name"},
+                            status=status.HTTP_409_CONFLICT)
         image_set.image_count = image_set.images.count()
         return Response(ImageSetSerializer(image_set, context={"request": request}).data, status=status.HTTP_201_CREATED)

@@ -1,11 +1,11 @@
 from __future__ import annotations
 
+from django.db import IntegrityError
 from django.db.models import Count, ProtectedError
 from django.http import FileResponse
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.authtoken.views import ObtainAuthToken
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -17,9 +17,11 @@ from ..access import READ_ROLES, organisation_ids, readable_image_sets
 from ..generators import make_copy_baseline
 from ..importer import delete_image_set
 from ..models import Image, ImageSet, IngestError, IngestJob
-from ..uploads import UploadTooLarge, stage_uploads, start_job
+from ..uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
 from .permissions import ImageSetRolePermission
+from .schema import error_responses
 from .serializers import (
+    MAX_ID,
     CopyBaselineSerializer,
     ImageSerializer,
     ImageSetDetailSerializer,
@@ -37,15 +39,23 @@ def _int_param(request, name: str) -> int | None:
     if value in (None, ""):
         return None
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise ValidationError({name: "must be an integer"}) from None
+    if not -MAX_ID <= number <= MAX_ID:
+        raise ValidationError({name: f"must be an integer id (at most {MAX_ID})"})
+    return number
 
 
 class LoginRateThrottle(ScopedRateThrottle):
     scope_attr = "throttle_scope"
 
 
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(read_only=True)
+
+
+@extend_schema(auth=[], responses={200: TokenSerializer, **error_responses(429)})
 class ObtainTokenView(ObtainAuthToken):
     """Exchange username/password for an API token (rate-limited per client address)."""
 
@@ -53,17 +63,18 @@ class ObtainTokenView(ObtainAuthToken):
     throttle_scope = "login"
 
 
-@extend_schema(parameters=[
+@extend_schema_view(list=extend_schema(parameters=[
     OpenApiParameter("kind", OpenApiTypes.STR, enum=[k for k, _ in ImageSet.Kind.choices]),
     OpenApiParameter("name", OpenApiTypes.STR, description="case-insensitive substring"),
     OpenApiParameter("organisation", OpenApiTypes.INT),
-])
+]))
 class ImageSetViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin,
                       mixins.UpdateModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     permission_classes = [ImageSetRolePermission]
 
     def get_queryset(self):
-        queryset = readable_image_sets(self.request.user).annotate(image_count=Count("images"))
+        # created_by: the serializer shows its username (one query per set without the join)
+        queryset = readable_image_sets(self.request.user).annotate(image_count=Count("images")).select_related("created_by")
         if kind := self.request.query_params.get("kind"):
             queryset = queryset.filter(kind=kind)
         if name := self.request.query_params.get("name"):
@@ -78,8 +89,10 @@ class ImageSetViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
         return ImageSetDetailSerializer if self.action == "retrieve" else ImageSetSerializer
 
     def perform_create(self, serializer):
-        serializer.save(created_by=self.request.user)
+        image_set = serializer.save(created_by=self.request.user)
+        image_set.image_count = 0  # what the list's annotation gives; the answer must carry every field
 
+    @extend_schema(responses={204: None, **error_responses(409, e409="the set is an input of an audit or a training run")})
     def destroy(self, request, *args, **kwargs):
         instance = self.get_object()
         try:
@@ -90,30 +103,36 @@ class ImageSetViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Ret
                                        "runs keep their inputs, so it cannot be deleted"}, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=CopyBaselineSerializer, responses={201: ImageSetSerializer})
+    @extend_schema(request=CopyBaselineSerializer, responses={201: ImageSetSerializer, **error_responses(409)})
     @action(detail=True, methods=["post"], url_path="copy-baseline")
     def copy_baseline(self, request, pk=None):
         """Make a baseline set of this set's own images (a perfect memoriser) to prove the memorisation check."""
         reference = self.get_object()  # object permission: write roles of the set's organisation only
         payload = CopyBaselineSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
-        image_set = make_copy_baseline(reference, n=payload.validated_data.get("n"), seed=payload.validated_data["seed"], user=request.user)
+        try:
+            image_set = make_copy_baseline(reference, n=payload.validated_data.get("n"), seed=payload.validated_data["seed"],
+                                           user=request.user)
+        except IntegrityError:  # its name says n and seed: the same copy baseline exists already
+            return Response({"detail": f"a copy baseline of {reference.name!r} with this n and seed exists already"},
+                            status=status.HTTP_409_CONFLICT)
         image_set.image_count = image_set.images.count()
         return Response(ImageSetSerializer(image_set, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request={"multipart/form-data": UploadSerializer}, responses={202: IngestJobSerializer})
+    @extend_schema(request={"multipart/form-data": UploadSerializer},
+                   responses={202: IngestJobSerializer, **error_responses(413, 507)})
     @action(detail=True, methods=["post"], parser_classes=[MultiPartParser, FormParser])
     def upload(self, request, pk=None):
         """Upload image files and/or zip archives; they are imported by a background task (poll the job)."""
         image_set = self.get_object()
-        files = request.FILES.getlist("files")
-        if not files:
-            raise ValidationError({"files": "send one or more files in the multipart field 'files'"})
         try:
+            files = received_files(request)
+            if not files:
+                raise ValidationError({"files": "send one or more files in the multipart field 'files'"})
             job = stage_uploads(image_set, files, request.user)
         except UploadTooLarge as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE)
-        except OSError as exc:
+        except UploadStorageError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_507_INSUFFICIENT_STORAGE)
         start_job(job)
         job.refresh_from_db()
@@ -131,7 +150,7 @@ class ScopedByImageSetMixin:
         return queryset.order_by(*self.model._meta.ordering)
 
 
-@extend_schema(parameters=[IMAGE_SET_FILTER])
+@extend_schema_view(list=extend_schema(parameters=[IMAGE_SET_FILTER]))
 class ImageViewSet(ScopedByImageSetMixin, viewsets.ReadOnlyModelViewSet):
     model = Image
     serializer_class = ImageSerializer
@@ -140,18 +159,18 @@ class ImageViewSet(ScopedByImageSetMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def file(self, request, pk=None):
         """The stored (normalised, content-addressed) image file."""
-        image = get_object_or_404(self.get_queryset(), pk=pk)
+        image = self.get_object()  # an id that is not a number is a 404 too
         content_type = "image/jpeg" if image.file.endswith(".jpg") else "image/png"
         return FileResponse(open(image.path, "rb"), content_type=content_type)
 
 
-@extend_schema(parameters=[IMAGE_SET_FILTER])
+@extend_schema_view(list=extend_schema(parameters=[IMAGE_SET_FILTER]))
 class IngestErrorViewSet(ScopedByImageSetMixin, viewsets.ReadOnlyModelViewSet):
     model = IngestError
     serializer_class = IngestErrorSerializer
 
 
-@extend_schema(parameters=[IMAGE_SET_FILTER])
+@extend_schema_view(list=extend_schema(parameters=[IMAGE_SET_FILTER]))
 class IngestJobViewSet(ScopedByImageSetMixin, viewsets.ReadOnlyModelViewSet):
     model = IngestJob
     serializer_class = IngestJobSerializer

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 
 from ..access import READ_ROLES, WRITE_ROLES, can_write, has_any_role, organisation_ids, readable_image_sets
 from ..models import ImageSet, IngestJob, Organisation
-from ..uploads import UploadTooLarge, stage_uploads, start_job
+from ..uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
 from .forms import ImageSetForm, TrainForm
 
 
@@ -88,14 +88,14 @@ def imageset_upload(request, pk: int):
     image_set = get_object_or_404(readable_image_sets(request.user), pk=pk)
     if not can_write(request.user, image_set.organisation_id):
         raise PermissionDenied("Your role cannot upload.")
-    files = request.FILES.getlist("files")
-    if not files:
-        return JsonResponse({"detail": "Choose one or more files."}, status=400)
     try:
+        files = received_files(request)
+        if not files:
+            return JsonResponse({"detail": "Choose one or more files."}, status=400)
         job = stage_uploads(image_set, files, request.user)
     except UploadTooLarge as exc:
         return JsonResponse({"detail": str(exc)}, status=413)
-    except OSError as exc:
+    except UploadStorageError as exc:
         return JsonResponse({"detail": str(exc)}, status=507)
     start_job(job)
     messages.info(request, f"Import started: {job.source}")
