@@ -49,11 +49,7 @@ def train_detector_run(run: DetectorRun) -> DetectorRun:
         if now - last["t"] < PROGRESS_INTERVAL_S:
             return
         last["t"] = now
-        DetectorRun.objects.filter(pk=run.pk).update(progress={
-            "epoch": progress.epoch, "max_epochs": progress.max_epochs, "steps": progress.steps,
-            "train_loss": progress.train_loss, "validation_loss": progress.validation_loss,
-            "validation_auc": progress.validation_auc, "elapsed_seconds": round(progress.elapsed_s, 1),
-            "fraction_done": round(progress.fraction_done, 4)})
+        DetectorRun.objects.filter(pk=run.pk).update(progress=_progress_dict(progress))
         last["cancel"] = DetectorRun.objects.filter(pk=run.pk, cancel_requested=True).exists()
 
     manifests = {"real": run.reference_set.manifest_sha256,
@@ -81,9 +77,17 @@ def train_detector_run(run: DetectorRun) -> DetectorRun:
     DetectorRun.objects.filter(pk=run.pk).update(
         status=TrainingStatus.SUCCEEDED, checkpoint=str(path), checkpoint_sha256=sha256, evaluation=evaluation,
         finished_at=timezone.now(), message=f"{result.stopped_reason} after {result.wall_s:.0f} s",
-        progress={**(run.progress or {}), "fraction_done": 1.0})
+        # The last epoch's record, which the throttled reports may have skipped (run.progress here is the stale copy).
+        progress={**(_progress_dict(result.history[-1]) if result.history else {}), "fraction_done": 1.0})
     run.refresh_from_db()
     return run
+
+
+def _progress_dict(progress: dd.TrainingProgress) -> dict:
+    return {"epoch": progress.epoch, "max_epochs": progress.max_epochs, "steps": progress.steps,
+            "train_loss": progress.train_loss, "validation_loss": progress.validation_loss,
+            "validation_auc": progress.validation_auc, "elapsed_seconds": round(progress.elapsed_s, 1),
+            "fraction_done": round(progress.fraction_done, 4)}
 
 
 def _phototype(image: Image) -> tuple[str | None, bool]:

@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import audits, training, views
+from . import audits, detectors, training, views
 
 router = DefaultRouter()
 router.register("image-sets", views.ImageSetViewSet, basename="imageset")
@@ -10,6 +10,7 @@ router.register("images", views.ImageViewSet, basename="image")
 router.register("ingest-errors", views.IngestErrorViewSet, basename="ingesterror")
 router.register("ingest-jobs", views.IngestJobViewSet, basename="ingestjob")
 router.register("generator-runs", training.GeneratorRunViewSet, basename="generatorrun")
+router.register("detector-runs", detectors.DetectorRunViewSet, basename="detectorrun")
 router.register("audits", audits.AuditViewSet, basename="audit")
 router.register("reports", audits.ReportViewSet, basename="report")
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import audit_views, training_views, views
+from . import audit_views, detector_views, training_views, views
 
 app_name = "web"
 urlpatterns = [
@@ -19,4 +19,9 @@ urlpatterns = [
     path("generators/<int:pk>/", training_views.generator_detail, name="generator-detail"),
     path("generators/<int:pk>/cancel/", training_views.generator_cancel, name="generator-cancel"),
     path("generators/<int:pk>/sample/", training_views.generator_sample, name="generator-sample"),
+    path("detectors/", detector_views.detector_list, name="detector-list"),
+    path("detectors/<int:pk>/", detector_views.detector_detail, name="detector-detail"),
+    path("detectors/<int:pk>/cancel/", detector_views.detector_cancel, name="detector-cancel"),
+    path("detectors/<int:pk>/score/", detector_views.detector_score, name="detector-score"),
+    path("detectors/<int:pk>/scorings/<int:scoring_pk>/", detector_views.detector_scoring, name="detector-scoring"),
 ]

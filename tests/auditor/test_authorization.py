@@ -72,6 +72,22 @@ MATRIX = {
     "generatorrun-cancel": [("post", lambda o: f"/api/generator-runs/{o['run'].pk}/cancel/", None, _status(202, 202, 403, 403, 401), HIDDEN_WRITE)],
     # The run has no checkpoint yet: a caller who passes the access check gets the clear 400 about that.
     "generatorrun-sample": [("post", lambda o: f"/api/generator-runs/{o['run'].pk}/sample/", lambda o: {"n": 2}, _status(400, 400, 403, 403, 401), HIDDEN_WRITE)],
+    # Detector runs: a queued run made on the fly from the set (its sets hold one image: creating one is a clear 400).
+    "detectorrun-list": [
+        ("get", lambda o: "/api/detector-runs/", None, READ, None),
+        ("post", lambda o: "/api/detector-runs/", lambda o: {"reference_set": o["set"].pk, "synthetic_sets": [o["spare"].pk], "minutes": 1},
+         _status(400, 400, 403, 403, 401), _status(400, 400, 403, 403, 401)),
+    ],
+    "detectorrun-detail": [("get", lambda o: f"/api/detector-runs/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/", None, READ, HIDDEN)],
+    "detectorrun-cancel": [("post", lambda o: f"/api/detector-runs/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/cancel/", None,
+                            _status(202, 202, 403, 403, 401), HIDDEN_WRITE)],
+    # Not trained yet: a caller who passes the access check gets the clear 400 about that.
+    "detectorrun-score": [
+        ("get", lambda o: f"/api/detector-runs/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/score/", None, READ, HIDDEN),
+        ("post", lambda o: f"/api/detector-runs/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/score/",
+         lambda o: {"image_set": o["set"].pk}, _status(400, 400, 403, 403, 401), HIDDEN_WRITE),
+    ],
+    "detectorrun-scores": [("get", lambda o: f"/api/detector-runs/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/scores/", None, READ, HIDDEN)],
     "audit-list": [
         ("get", lambda o: "/api/audits/", None, READ, None),
         ("post", lambda o: "/api/audits/", lambda o: {"name": "a", "generated_set": o["set"].pk, "reference_set": o["spare"].pk},
@@ -84,6 +100,8 @@ MATRIX = {
     # The audit's sets have no images: a caller who passes the access check gets the clear 400.
     "audit-run": [("post", lambda o: f"/api/audits/{o['audit'].pk}/run/", None, _status(400, 400, 403, 403, 401), HIDDEN_WRITE)],
     "audit-rerun": [("post", lambda o: f"/api/audits/{o['audit'].pk}/rerun/", None, _status(400, 400, 403, 403, 401), HIDDEN_WRITE)],
+    # The audit is a draft, not failed: a caller who passes the access check gets the clear 409.
+    "audit-retry-report": [("post", lambda o: f"/api/audits/{o['audit'].pk}/retry-report/", None, _status(409, 409, 403, 403, 401), HIDDEN_WRITE)],
     "audit-results": [("get", lambda o: f"/api/audits/{o['audit'].pk}/results/", None, READ, HIDDEN)],
     "audit-reports": [("get", lambda o: f"/api/audits/{o['audit'].pk}/reports/", None, READ, HIDDEN)],
     "report-list": [("get", lambda o: "/api/reports/", None, READ, None)],
@@ -116,6 +134,19 @@ MATRIX = {
     "web:generator-detail": [("get", lambda o: f"/generators/{o['run'].pk}/", None, WEB_READ, WEB_HIDDEN)],
     "web:generator-cancel": [("post", lambda o: f"/generators/{o['run'].pk}/cancel/", None, _status(302, 302, 403, 403, 302), WEB_HIDDEN)],
     "web:generator-sample": [("post", lambda o: f"/generators/{o['run'].pk}/sample/", lambda o: {"n": 2, "seed": 0}, _status(302, 302, 403, 403, 302), WEB_HIDDEN)],
+    "web:detector-list": [
+        ("get", lambda o: "/detectors/", None, WEB_READ, None),
+        # A generated set is no reference set: the form comes back with the error (200) to those who may train.
+        ("post", lambda o: "/detectors/", lambda o: {"reference_set": o["set"].pk, "synthetic_sets": [o["spare"].pk], "minutes": 1, "seed": 0},
+         _status(200, 200, 403, 403, 302), None),
+    ],
+    "web:detector-detail": [("get", lambda o: f"/detectors/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/", None, WEB_READ, WEB_HIDDEN)],
+    "web:detector-cancel": [("post", lambda o: f"/detectors/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/cancel/", None,
+                             _status(302, 302, 403, 403, 302), WEB_HIDDEN)],
+    "web:detector-score": [("post", lambda o: f"/detectors/{o['set'].detector_runs_as_real.create(organisation=o['set'].organisation).pk}/score/",
+                            lambda o: {"image_set": o["set"].pk}, _status(302, 302, 403, 403, 302), WEB_HIDDEN)],
+    "web:detector-scoring": [("get", lambda o: (lambda run: f"/detectors/{run.pk}/scorings/{run.scorings.create(image_set=o['set']).pk}/")(
+        o["set"].detector_runs_as_real.create(organisation=o["set"].organisation)), None, WEB_READ, WEB_HIDDEN)],
     "web:job-status": [("get", lambda o: f"/jobs/{o['job'].pk}/", None, WEB_READ, WEB_HIDDEN)],
 }
 
