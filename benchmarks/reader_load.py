@@ -15,14 +15,11 @@ Needs PostgreSQL on 127.0.0.1:5432 with trust auth (BENCH_POSTGRES_URL overrides
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,26 +27,28 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # so that `benchmarks._loadkit` imports however this file is started
+
+from benchmarks._loadkit import (  # noqa: E402 - needs the path above
+    Browser,
+    free_port,
+    process_group_cpu_seconds,
+    recreate_database,
+    start_gunicorn,
+    stop_gunicorn,
+    timed,
+    wait_for_port,
+)
+
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/dermaudit_readerload")
 PASSWORD = "load-test-password-1"
 TOKEN_RE = re.compile(r'name="token" value="([^"]+)"')
 IMAGE_RE = re.compile(r'<img src="([^"]+)"')
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-
-
-def recreate_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(n_readers: int, n_cases: int, image_size: int) -> dict:
@@ -101,12 +100,6 @@ def seed(n_readers: int, n_cases: int, image_size: int) -> dict:
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @dataclass
 class Tally:
     next_ms: list[float] = field(default_factory=list)
@@ -122,38 +115,6 @@ class Tally:
             getattr(self, name).append(value)
 
 
-class Browser:
-    """One keep-alive HTTP connection with a cookie jar: enough of a browser for Django's login and forms."""
-
-    def __init__(self, port: int, headers: dict | None = None):
-        self.port, self.cookies, self.headers = port, {}, headers or {}
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        all_headers = {**self.headers, **(headers or {})}
-        if self.cookies:
-            all_headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        for attempt in range(2):
-            try:
-                self.conn.request(method, path, body=body, headers=all_headers)
-                response = self.conn.getresponse()
-                data = response.read()
-                break
-            except (http.client.HTTPException, ConnectionError):
-                self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-                if attempt:
-                    raise
-        for header in response.headers.get_all("Set-Cookie") or []:
-            name, _, rest = header.partition("=")
-            self.cookies[name.strip()] = rest.split(";", 1)[0]
-        return response.status, data
-
-    def form_post(self, path: str, fields: dict):
-        return self.request("POST", path, urlencode(fields).encode(),
-                            {"Content-Type": "application/x-www-form-urlencoded", "Referer": f"http://127.0.0.1:{self.port}{path}"})
-
-
 def start_twin(tally: Tally, send) -> threading.Thread:
     """Send the same POST again from a second connection, at the same moment as the reader's own."""
     def run():
@@ -167,12 +128,6 @@ def start_twin(tally: Tally, send) -> threading.Thread:
     thread = threading.Thread(target=run)
     thread.start()
     return thread
-
-
-def timed(call):
-    start = time.perf_counter()
-    result = call()
-    return result, (time.perf_counter() - start) * 1000
 
 
 ANSWER = {"call": "synthetic", "confidence": "3", "quality": "4"}
@@ -259,19 +214,6 @@ def read_api(port: int, reader: dict, study: int, tally: Tally, deadline: float,
             tally.add("errors", f"{reader['username']}: submit {status}")
 
 
-def process_group_cpu_seconds(group: int) -> float:
-    """user + system CPU of every live process in a process group (the gunicorn master and its workers)."""
-    total, tick = 0.0, os.sysconf("SC_CLK_TCK")
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == group:  # fields[2] is the process group id
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
-
-
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n=0"
@@ -320,7 +262,6 @@ def main() -> int:
            "DJANGO_SECRET_KEY": "reader-load-benchmark-" + "k" * 40, "DJANGO_DEBUG": "0",
            "DJANGO_SECURE_SSL_REDIRECT": "0", "DERMAUDIT_LOG_LEVEL": "ERROR"}
     os.environ.update(env)
-    sys.path.insert(0, str(REPO))
     recreate_database(PG_URL)
     subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=REPO, env=env, check=True)
     t0 = time.perf_counter()
@@ -328,22 +269,9 @@ def main() -> int:
     print(f"seeded {args.readers} readers × {seeded['showings'] // args.readers} showings in {time.perf_counter() - t0:.1f} s")
 
     port = free_port()
-    # The URLconf imports the whole service (torch included: seconds). A long-running server pays that once; so
-    # that the measurement shows steady state, the master imports it before forking the workers.
-    config = media / "gunicorn_conf.py"
-    config.write_text("def when_ready(server):\n    from django.urls import get_resolver\n    get_resolver().url_patterns\n")
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "gunicorn"), "auditor.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
-         "-k", "gthread", "--threads", str(args.threads), "--log-level", "warning", "--preload", "-c", str(config)],
-        cwd=REPO, env=env, start_new_session=True,
-    )
+    server = start_gunicorn(port, env, media, workers=args.workers, worker_class="gthread", threads=args.threads)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port)
         load_before = os.getloadavg()
         tally = Tally()
         reader_fn = read_web if args.mode == "web" else read_api
@@ -364,8 +292,7 @@ def main() -> int:
         wall = time.perf_counter() - mark["time"]
         server_cpu = process_group_cpu_seconds(server.pid) - mark["cpu"]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+        stop_gunicorn(server)
         shutil.rmtree(media, ignore_errors=True)
 
     result = check_database(seeded["study"], tally.accepted)
