@@ -6,6 +6,8 @@ Numbers are seeded by `audit.seed`, so the same inputs give the same results.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +29,7 @@ def ordered_images(image_set: ImageSet) -> list[Image]:
 
 def features_of(images: list[Image], extractor_id: str) -> FeatureSet:
     return extract_features([image.path for image in images], extractor_id, keys=[image.sha256 for image in images],
-                            cache_dir=settings.DERMAUDIT_FEATURE_CACHE)
+                            cache_dir=settings.DERMAUDIT_FEATURE_CACHE, batch_size=settings.DERMAUDIT_FEATURE_BATCH_SIZE)
 
 
 def set_features(audit: Audit, image_set: ImageSet) -> tuple[list[Image], FeatureSet]:
@@ -35,10 +37,28 @@ def set_features(audit: Audit, image_set: ImageSet) -> tuple[list[Image], Featur
     return images, features_of(images, audit.extractor_id)
 
 
+@contextmanager
+def torch_threads(threads: int):
+    """Run the block with this many torch threads (0: leave the process default); restore it afterwards."""
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def process_images(audit: Audit, image_ids: list[int]) -> None:
-    """Per-image work of one chunk: features into the content-addressed cache, phototype estimates onto rows."""
+    """Per-image work of one chunk: features into the content-addressed cache, phototype estimates onto rows.
+
+    Several workers on one machine each take chunks at once; DERMAUDIT_CHUNK_THREADS (cores ÷ workers) keeps their
+    torch threads from oversubscribing the cores, while the set-level stages, run by one worker, keep them all."""
     images = list(Image.objects.filter(pk__in=image_ids).order_by("sha256", "id"))
-    features_of(images, audit.extractor_id)
+    with torch_threads(settings.DERMAUDIT_CHUNK_THREADS):
+        features_of(images, audit.extractor_id)
     missing = [image for image in images if not image.phototype_method]
     if missing:
         estimates = estimate_phototypes([image.path for image in missing], n_workers=1)

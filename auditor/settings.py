@@ -93,6 +93,12 @@ STATIC_URL = "/static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
 DERMAUDIT_MODEL_DIR = Path(os.environ.get("DERMAUDIT_MODEL_DIR", VAR_DIR / "models"))
 DERMAUDIT_FEATURE_CACHE = Path(os.environ.get("DERMAUDIT_FEATURE_CACHE", VAR_DIR / "feature-cache"))
+# Images per forward pass of the feature extractor in audits. On CPU, 16 is as fast as 64 (128 isic images: 3.6 s vs
+# 3.7 s) and peaks ~700 MiB lower per process (1.09 vs 1.78 GiB), which matters with several workers per machine.
+DERMAUDIT_FEATURE_BATCH_SIZE = int(os.environ.get("DERMAUDIT_FEATURE_BATCH_SIZE", 16))
+# torch threads for an audit chunk's feature extraction (0: the process default, all cores). With W workers on a
+# machine of C cores, set C // W, so that chunks running side by side do not oversubscribe the cores.
+DERMAUDIT_CHUNK_THREADS = int(os.environ.get("DERMAUDIT_CHUNK_THREADS", 0))
 DERMAUDIT_INCEPTION_WEIGHTS = os.environ.get("DERMAUDIT_INCEPTION_WEIGHTS", "")
 # Time budget for a detector an audit trains itself (reference vs its baseline set) when none was chosen.
 DERMAUDIT_AUDIT_DETECTOR_SECONDS = float(os.environ.get("DERMAUDIT_AUDIT_DETECTOR_SECONDS", 180))
