@@ -319,6 +319,8 @@ def main() -> int:
     parser.add_argument("--with-detector", action="store_true",
                         help="seed the audit with a baseline set, so that it trains a detector and explains it (minutes more)")
     parser.add_argument("--worker-class", choices=["gthread", "sync"], default="gthread")
+    parser.add_argument("--conn-max-age", type=int, default=60,
+                        help="DJANGO_CONN_MAX_AGE for gunicorn (the README's production setting; 0: a connection per request)")
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
     args = parser.parse_args()
@@ -330,7 +332,8 @@ def main() -> int:
            "DERMAUDIT_MODEL_DIR": str(media / "models"), "DERMAUDIT_FEATURE_CACHE": str(media / "features"),
            "DERMAUDIT_AUDIT_DETECTOR_SECONDS": "8", "DERMAUDIT_ROAD_IMAGES": "8",
            "DJANGO_SETTINGS_MODULE": "auditor.settings", "DJANGO_SECRET_KEY": "api-load-benchmark-" + "k" * 40,
-           "DJANGO_DEBUG": "0", "DJANGO_SECURE_SSL_REDIRECT": "0", "DERMAUDIT_LOG_LEVEL": "ERROR"}
+           "DJANGO_DEBUG": "0", "DJANGO_SECURE_SSL_REDIRECT": "0", "DERMAUDIT_LOG_LEVEL": "ERROR",
+           "DJANGO_CONN_MAX_AGE": str(args.conn_max_age)}
     for name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):  # eager Celery: the seeding audit runs here
         env.pop(name, None)
         os.environ.pop(name, None)
@@ -384,7 +387,7 @@ def cleanup_database() -> None:
 def report(args, recorder: Recorder, measured: dict, integrity: dict) -> int:
     wall, load_before = measured["wall"], measured["load_before"]
     print(f"\n{args.clients} API clients (think {args.think} s) + {args.readers} readers (think {args.reader_think} s per "
-          f"case, {args.double_submit:.0%} double submits); gunicorn {args.worker_class} {args.workers} workers"
+          f"case, {args.double_submit:.0%} double submits); DJANGO_CONN_MAX_AGE {args.conn_max_age}; gunicorn {args.worker_class} {args.workers} workers"
           + (f" × {args.threads} threads" if args.worker_class == "gthread" else "")
           + f"; measured {wall:.1f} s; load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs")

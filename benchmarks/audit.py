@@ -27,7 +27,6 @@ Needs ../shared/data (DERMAUDIT_SHARED_DATA overrides), and for "postgres" Postg
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import signal
@@ -35,35 +34,23 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import SHARED, build_zip  # noqa: E402  (benchmarks/ is a folder of scripts, not a package)
+
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/dermaudit_auditbench")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ORG = "Benchmark organisation"
 
 
 def build_generated_zip(path: Path, n: int) -> None:
-    """n distinct JPEGs from the PAD-UFES-20 photos: original, mirrored, then 1-px-steps crops of both."""
-    from PIL import Image, ImageOps
-
+    """n distinct JPEGs from the 412 PAD-UFES-20 photos (original, mirrored, then 1-px-step crops)."""
     sources = sorted((SHARED / "pad-ufes-20" / "images").glob("*.png"))
     if not sources:
         raise SystemExit(f"no PAD-UFES-20 images under {SHARED / 'pad-ufes-20'} (set DERMAUDIT_SHARED_DATA)")
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for i in range(n):
-            image = Image.open(sources[i % len(sources)]).convert("RGB")
-            variant = i // len(sources)
-            if variant % 2:
-                image = ImageOps.mirror(image)
-            if variant >= 2:
-                w, h = image.size
-                image = image.crop((variant, variant, w - variant, h - variant))
-            buffer = io.BytesIO()
-            image.save(buffer, format="JPEG", quality=92)
-            archive.writestr(f"generated/gen_{i:05d}.jpg", buffer.getvalue())
+    build_zip(path, n, sources, folder="generated")
 
 
 def manage(env: dict, *args: str) -> str:

@@ -27,8 +27,10 @@ SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "
 PG_URL = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/dermaudit_bench")
 
 
-def build_zip(path: Path, n: int) -> None:
-    sources = sorted((SHARED / "isic-uda1" / "images").glob("*.jpg")) + sorted((SHARED / "pad-ufes-20" / "images").glob("*.png"))
+def build_zip(path: Path, n: int, sources: list[Path] | None = None, folder: str = "images") -> None:
+    """n distinct JPEGs from the sources (default: both shared sets): as they are, mirrored, then 1-px-step crops."""
+    if sources is None:
+        sources = sorted((SHARED / "isic-uda1" / "images").glob("*.jpg")) + sorted((SHARED / "pad-ufes-20" / "images").glob("*.png"))
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as archive:
         for i in range(n):
             image = Image.open(sources[i % len(sources)]).convert("RGB")
@@ -40,7 +42,7 @@ def build_zip(path: Path, n: int) -> None:
                 image = image.crop((variant, variant, w - variant, h - variant))
             buffer = io.BytesIO()
             image.save(buffer, format="JPEG", quality=92)
-            archive.writestr(f"images/gen_{i:05d}.jpg", buffer.getvalue())
+            archive.writestr(f"{folder}/gen_{i:05d}.jpg", buffer.getvalue())
 
 
 def run_import(zip_path: Path, env: dict[str, str], name: str) -> dict[str, float]:

@@ -8,7 +8,12 @@ Set-up, not timed: the detector is trained once beforehand (reference vs generat
 run's audit uses that same checkpoint, so detector training is not in the timing; each run then gets a fresh
 PostgreSQL database, media folder and feature cache (nothing cached from an earlier run), imports both sets, and
 starts its workers: `celery worker --pool=solo` processes (one process each, so wait4's peak RSS is the whole
-worker), OMP_NUM_THREADS=--threads (1) each, on their own Redis queue.
+worker), on their own Redis queue. Threads as the README's topology says: each worker's chunk work uses
+DERMAUDIT_CHUNK_THREADS = max(1, cores ÷ workers) torch threads, the set-level stages all cores (--threads N instead
+pins every worker to N threads with OMP_NUM_THREADS). Float rounding of the features depends on the torch thread
+count, so the stored numbers are bit-identical across worker counts only when the chunk threads are the same in every
+run: use --threads 1 for the equality check (measured: identical at --images 200 --workers 1 2); with the default the
+1-worker run extracts with 2 threads and the others with 1, and the check reports a difference.
 Timed: from queueing the audit to "succeeded" (the audit's own locked_at → finished_at): per-image chunks (features,
 phototype estimates; 64 images each, shared by the workers) then the set-level stages (fidelity, phototype balance,
 memorisation, detector evaluation, Grad-CAM + ROAD, report), which run in one worker: expect the speed-up of the
@@ -120,11 +125,14 @@ def reference_folder(tmp: Path, n: int | None) -> Path:
     return folder
 
 
-def run_env(tmp: Path, name: str, database_url: str, threads: int) -> dict[str, str]:
+def run_env(tmp: Path, name: str, database_url: str, threads: int, workers: int = 1) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY_", "MEDIA_ROOT", "DERMAUDIT_"))}
     env.update(DJANGO_SETTINGS_MODULE="auditor.settings", DATABASE_URL=database_url, DERMAUDIT_VAR_DIR=str(tmp / name),
                MEDIA_ROOT=str(tmp / name / "media"), DERMAUDIT_FEATURE_CACHE=str(tmp / name / "features"),
-               DERMAUDIT_MODEL_DIR=str(tmp / "models"), OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
+               DERMAUDIT_MODEL_DIR=str(tmp / "models"), PYTHONUNBUFFERED="1",
+               DERMAUDIT_CHUNK_THREADS=str(threads or max(1, (os.cpu_count() or 1) // workers)))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
@@ -174,7 +182,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--reference-images", type=int, default=None, help="first N of isic-uda1 (default: all 557)")
     parser.add_argument("--detector-minutes", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per worker (OMP_NUM_THREADS)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per worker (OMP_NUM_THREADS); 0: chunk threads = cores ÷ workers, set-level all cores")
     args = parser.parse_args()
 
     rows = []
@@ -204,7 +213,7 @@ def run_all(args, tmp: Path, rows: list) -> None:
     print(f"detector trained beforehand ({time.perf_counter() - started:.0f} s with the imports; not timed)", flush=True)
 
     for n in args.workers:
-        env = run_env(tmp, f"w{n}", f"{PG_URL}_w{n}", args.threads)
+        env = run_env(tmp, f"w{n}", f"{PG_URL}_w{n}", args.threads, n)
         env.update(CELERY_BROKER_URL=REDIS_URL, DERMAUDIT_QUEUE=f"scale-{os.getpid()}-w{n}")
         fresh_database(env["DATABASE_URL"])
         import_sets(env, reference, zip_path)
@@ -224,7 +233,7 @@ def report(args, rows: list) -> None:
     one = next((r for n, r, _ in rows if n == 1), rows[0][1])
     print(f"\nAudit of {one['generated']} generated vs {one['reference']} reference images (isic-uda1; an import keeps "
           "each picture once), "
-          f"PostgreSQL + Redis, pre-trained detector, {args.threads} torch thread(s) per worker, {os.cpu_count()} CPUs")
+          f"PostgreSQL + Redis, pre-trained detector, {f'{args.threads} torch thread(s) per worker' if args.threads else 'chunk threads = cores ÷ workers'}, {os.cpu_count()} CPUs")
     print("| workers | wall s | speed-up vs 1 | chunks s | chunk speed-up | chunks per worker | peak RSS sum |")
     print("|---|---|---|---|---|---|---|")
     for n, result, peak in rows:
