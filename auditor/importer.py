@@ -23,7 +23,6 @@ import lzma
 import os
 import shutil
 import stat
-import tempfile
 import time
 import zipfile
 import zlib
@@ -36,6 +35,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
+
+from metrics.atomic_files import write_file_atomically
 
 from .ingest import LABELS_FILE_NAME, IngestRejected, LabelTable, is_side_file, normalise_image, parse_labels_csv
 from .models import DuplicateRecord, Image, ImageSet, IngestError, IngestJob
@@ -125,9 +126,6 @@ def blob_name(sha256: str, suffix: str) -> str:
     return f"images/{sha256[:2]}/{sha256[2:4]}/{sha256}{suffix}"
 
 
-_created_dirs: set[Path] = set()
-
-
 def store_blob(name: str, data: bytes, *, durable: bool = True) -> Path | None:
     """Write content-addressed bytes once. On local disk: temp file + rename, so a name that exists always
     holds complete bytes (a crash mid-write leaves only a temp file). With durable=False the caller must call
@@ -141,21 +139,7 @@ def store_blob(name: str, data: bytes, *, durable: bool = True) -> Path | None:
     target = Path(default_storage.path(name))
     if target.exists() and target.stat().st_size == len(data):
         return None
-    if target.parent not in _created_dirs:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _created_dirs.add(target.parent)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    return write_file_atomically(target, data, durable=durable)
 
 
 def _syncfs(path: Path) -> bool:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +23,8 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from PIL import Image as PILImage
+
+from metrics.atomic_files import write_file_atomically
 
 from .access import role_in
 from .importer import describe_os_error
@@ -98,25 +98,6 @@ def render(document: ReportDocument) -> bytes:
                                     f"({type(exc).__name__}: {exc})") from exc
 
 
-def _write_durably(target: Path, data: bytes) -> None:
-    """Temporary file, fsync, rename, fsync of the folder: the name exists only with all its bytes on disk."""
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    folder = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 def _discard_unreferenced(paths: list[Path]) -> None:
     """After a failed attempt: remove its files unless a committed row points at them (a lost acknowledgement, or
     a concurrent attempt that wrote the very same bytes)."""
@@ -142,7 +123,7 @@ def write_report(audit: Audit, document: ReportDocument, *, prepared_by, status:
         report_folder(audit)
         for path, data in ((pdf_path, pdf_bytes),
                            (json_path, json.dumps(twin, indent=1, allow_nan=False, ensure_ascii=False).encode())):
-            _write_durably(path, data)
+            write_file_atomically(path, data)  # fsynced file and folder: the name exists only with its bytes
             written.append(path)
         with transaction.atomic():  # a savepoint inside approval's transaction: it stays usable for the cleanup
             return Report.objects.create(

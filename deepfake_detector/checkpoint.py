@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from deepfake_detector.data import Preprocessing
+from metrics.atomic_files import write_file_atomically
 from deepfake_detector.model import Detector, DetectorConfig, build_vit, resolve_device
 
 MAGIC = b"DERMAUDIT-DEEPFAKE-DETECTOR v1\n"
@@ -61,7 +62,7 @@ def save_detector(detector: Detector, path: str | Path, *, extra_metrics: dict[s
     """
     payload = _payload_bytes(detector, extra_metrics)
     digest = hashlib.sha256(payload).hexdigest()
-    Path(path).write_bytes(MAGIC + digest.encode("ascii") + b"\n" + payload)
+    write_file_atomically(path, MAGIC + digest.encode("ascii") + b"\n" + payload)
     detector.sha256 = digest
     if extra_metrics:
         detector.metadata["metrics"] = {**detector.metadata.get("metrics", {}), **extra_metrics}

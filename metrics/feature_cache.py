@@ -8,11 +8,13 @@ rename winning is harmless.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from metrics.atomic_files import write_file_atomically
 
 
 class FeatureCache:
@@ -37,12 +39,7 @@ class FeatureCache:
 
     def put(self, content_sha256: str, feature: np.ndarray) -> None:
         path = self.path_for(content_sha256)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npy")
-        try:
-            with os.fdopen(handle, "wb") as stream:
-                np.save(stream, np.asarray(feature, dtype=np.float32), allow_pickle=False)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(feature, dtype=np.float32), allow_pickle=False)
+        # A cache entry can always be recomputed: no fsync (it would cost more than extracting the feature).
+        write_file_atomically(path, buffer.getvalue(), durable=False)

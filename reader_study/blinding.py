@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from PIL import Image as PILImage
+
+from metrics.atomic_files import write_file_atomically
 from PIL import ImageOps
 
 from .models import Case, Study
@@ -57,14 +57,6 @@ def render_blinded(source: Path | str, size: int) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)  # concurrent renderers write identical bytes; the last rename wins harmlessly
-
-
 def ensure_derivative(case: Case, size: int) -> bytes:
     """The case's rendering, from the content cache or rendered now (and cached)."""
     key = derivative_key(case.image.sha256, size)
@@ -72,7 +64,8 @@ def ensure_derivative(case: Case, size: int) -> bytes:
     if path.exists():
         return path.read_bytes()
     data = render_blinded(case.image.path, size)
-    _write_atomically(path, data)
+    # A rendering can be redone, so no fsync; concurrent renderers write identical bytes (the last rename wins).
+    write_file_atomically(path, data, durable=False)
     return data
 
 

@@ -233,12 +233,10 @@ class SingleModalityResult:
         return to_jsonable(self)
 
 
-@dataclass(frozen=True)
-class ModalityComparisonResult:
-    """Difference of reader-averaged AUCs (a − b) with the OR-Hillis F test and CI."""
+@dataclass(frozen=True, kw_only=True)
+class ORHillisDifference:
+    """The OR-Hillis test of a difference of two reader-averaged AUCs (a − b): the numbers both comparisons share."""
 
-    modality_a: str
-    modality_b: str
     auc_a: float
     auc_b: float
     difference: float
@@ -251,18 +249,26 @@ class ModalityComparisonResult:
     ms_treatment: float
     ms_treatment_reader: float
     var_error: float
-    cov1: float  # same reader, different modality
-    cov2: float  # different reader, same modality
-    cov3: float  # different reader, different modality
+    cov1: float  # same reader, different modality/arm
+    cov2: float  # different reader, same modality/arm
+    cov3: float  # different reader, different modality/arm
     covariance_method: str
     confidence_level: float
     integer_df: bool
     n_readers: int
-    n_positive: int
-    n_negative: int
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModalityComparisonResult(ORHillisDifference):
+    """Two modalities read by the same readers on the same cases (fully crossed)."""
+
+    modality_a: str
+    modality_b: str
+    n_positive: int
+    n_negative: int
 
 
 def _check_common(data: MRMCData, confidence_level: float) -> None:
@@ -465,41 +471,20 @@ def analyze_mrmc(
 ARM_COVARIANCE_METHOD = "delong-partially-paired"
 
 
-@dataclass(frozen=True)
-class ArmComparisonResult:
-    """Difference of reader-averaged AUCs (arm a − arm b) for arms with their own positives and shared negatives."""
+@dataclass(frozen=True, kw_only=True)
+class ArmComparisonResult(ORHillisDifference):
+    """Arm a − arm b for arms with their own positives and shared negatives (cov1: same reader, different arm,
+    through the shared negatives and the positives when paired)."""
 
     arm_a: str
     arm_b: str
     readers: tuple[str, ...]
     reader_aucs_a: tuple[float, ...]
     reader_aucs_b: tuple[float, ...]
-    auc_a: float
-    auc_b: float
-    difference: float
-    standard_error: float
-    df: float  # Hillis denominator df; the CI and p-value use floor(df) when integer_df
-    ci_low: float
-    ci_high: float
-    f_statistic: float
-    p_value: float
-    ms_treatment: float
-    ms_treatment_reader: float
-    var_error: float
-    cov1: float  # same reader, different arm: through the shared negatives (and positives when paired)
-    cov2: float  # different reader, same arm
-    cov3: float  # different reader, different arm
-    covariance_method: str
-    confidence_level: float
-    integer_df: bool
-    n_readers: int
     n_positive_a: int
     n_positive_b: int
     n_negative: int
     positives_paired: bool  # True when both arms share their positives too (a fully crossed design)
-
-    def to_dict(self) -> dict[str, Any]:
-        return to_jsonable(self)
 
 
 def _structural_components(ratings: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

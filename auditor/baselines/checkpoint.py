@@ -10,9 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +18,8 @@ from typing import Any, Literal
 import numpy as np
 import PIL
 import torch
+
+from metrics.atomic_files import write_file_atomically
 
 from .config import TrainConfig
 
@@ -126,16 +126,7 @@ def save_checkpoint(checkpoint: Checkpoint, path: str | Path) -> str:
     buffer = io.BytesIO()
     torch.save(payload, buffer)
     data = buffer.getvalue()
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_file_atomically(path, data)
     checkpoint.sha256 = hashlib.sha256(data).hexdigest()
     return checkpoint.sha256
 

@@ -16,7 +16,6 @@ import hashlib
 import io
 import os
 from functools import partial
-from pathlib import Path
 from xml.sax.saxutils import escape
 
 from reportlab.lib.pagesizes import A4
@@ -26,6 +25,8 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import BaseDocTemplate, CondPageBreak, Flowable, Frame, PageBreak, PageTemplate, Spacer
 from reportlab.platypus import Paragraph as RLParagraph
 from reportlab.platypus.tableofcontents import TableOfContents
+
+from metrics.atomic_files import write_file_atomically
 
 from . import styles
 from .document import Facts, ReportDocument, format_number
@@ -223,8 +224,5 @@ def render_pdf_bytes(document: ReportDocument) -> bytes:
 def render_pdf(document: ReportDocument, path: str | os.PathLike) -> str:
     """Write the report to `path` (atomically) and return the SHA-256 hex digest of the written bytes."""
     data = render_pdf_bytes(document)
-    target = Path(path)
-    partial_file = target.with_name(target.name + ".partial")
-    partial_file.write_bytes(data)
-    os.replace(partial_file, target)
+    write_file_atomically(path, data)
     return hashlib.sha256(data).hexdigest()

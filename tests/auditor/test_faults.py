@@ -532,7 +532,7 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
     assert _report_files(audit) == v1_files
 
     # d) Both files are written, then the database connection drops before the version's row is committed.
-    real_write = reporting._write_durably
+    real_write = reporting.write_file_atomically
     writes = {"n": 0}
 
     def write_then_drop(target, data):
@@ -542,7 +542,7 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
             drop_database_connection()
 
     with monkeypatch.context() as patch:
-        patch.setattr(reporting, "_write_durably", write_then_drop)
+        patch.setattr(reporting, "write_file_atomically", write_then_drop)
         assert_nothing_issued(admin.post(url), 503, "could not be recorded", "no new version was issued")
     # The cleanup could not ask the database whether a row points at the attempt's files, so it kept them:
     # unreferenced files are harmless, a row without its file is not.

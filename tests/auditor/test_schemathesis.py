@@ -23,7 +23,6 @@ from django.conf import settings
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 from django.db import close_old_connections
-from django.utils import timezone
 from hypothesis import HealthCheck, Phase, given, settings as hypothesis_settings, strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
@@ -34,8 +33,9 @@ from werkzeug.test import Client as WerkzeugClient
 
 from auditor.models import (Audit, DetectorRun, DetectorScoring, GeneratorRun, ImageScore, ImageSet, IngestJob,
                             Organisation, Report, Role)
-from reader_study.models import Answer, ReaderProfile, Showing
-from reader_study.services import ArmSpec, StudyDesign, close_study, create_study, invite_readers, open_study
+from reader_study.models import ReaderProfile
+from reader_study.services import ArmSpec
+from tests.reader_study.helpers import studies_in_every_state
 
 from .conftest import make_user
 from .ingest_helpers import ingest_paths
@@ -88,25 +88,9 @@ def _organisation_objects(organisation: Organisation, tag: str, isic_dir: Path, 
     ImageScore.objects.bulk_create([ImageScore(detector=detector, image=image, probability_synthetic=0.5)
                                     for image in generated.images.all()])
 
-    def design(name: str, **options) -> StudyDesign:
-        return StudyDesign(name=f"{name}-{tag}", arms=(ArmSpec(generated.pk, 2), ArmSpec(reference.pk, 2)),
-                           image_size=64, seed=1, **options)
-
-    draft = create_study(organisation, design("draft"))
-    study = create_study(organisation, design("open", allow_changes=True))
-    closed = create_study(organisation, design("closed"))
-    for s in (study, closed):
-        invite_readers(s, [reader])
-        open_study(s)
-    now = timezone.now()
-    answered = Showing.objects.filter(assignment__study=study, assignment__reader=reader).order_by("position").first()
-    Answer.objects.create(showing=answered, called_synthetic=True, confidence=2, quality=3, served_at=now,
-                          answered_at=now, duration_ms=0)
-    for showing in Showing.objects.filter(assignment__study=closed):
-        Answer.objects.create(showing=showing, called_synthetic=showing.position % 2 == 0, confidence=3, quality=3,
-                              served_at=now, answered_at=now, duration_ms=0)
-    close_study(closed)
-    waiting = Showing.objects.filter(assignment__study=study, answer__isnull=True).order_by("position").first()
+    studies = studies_in_every_state(organisation, reader, (ArmSpec(generated.pk, 2), ArmSpec(reference.pk, 2)), tag)
+    study, draft, closed = studies["study"], studies["draft"], studies["closed"]
+    answered, waiting = studies["answered"], studies["showing"]
     ids = {
         "image-sets": [reference.pk, generated.pk], "images": list(reference.images.values_list("pk", flat=True)[:2]),
         "ingest-errors": list(generated.ingest_errors.values_list("pk", flat=True)), "ingest-jobs": [str(job.pk)],

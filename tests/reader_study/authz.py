@@ -6,11 +6,11 @@ organisation's study or case is not found (404); a role that may never do someth
 """
 from __future__ import annotations
 
-from django.utils import timezone
-
 from auditor.models import Image, ImageSet, Membership, Organisation, Role
-from reader_study.models import Answer, ReaderProfile, Showing
-from reader_study.services import ArmSpec, StudyDesign, close_study, create_study, invite_readers, open_study
+from reader_study.models import ReaderProfile
+from reader_study.services import ArmSpec
+
+from .helpers import studies_in_every_state
 
 
 def _status(quality, admin, developer, reader, anonymous) -> dict[str, int]:
@@ -125,28 +125,6 @@ def make_objects(organisation: Organisation, tag: str, base_objects: dict) -> di
                          file="images/test.png", original_name="r.png", width=1, height=1,
                          original_format="PNG", original_mode="RGB")
     reader = _reader_of(organisation, tag)
-
-    def design(name: str, **options) -> StudyDesign:
-        arms = (ArmSpec(base_objects["set"].pk, 1), ArmSpec(reference.pk, 1))
-        return StudyDesign(name=f"{name}-{tag}", arms=arms, image_size=64, seed=1, **options)
-
-    draft = create_study(organisation, design("draft"))
-    study = create_study(organisation, design("open", allow_changes=True))
-    closed = create_study(organisation, design("closed"))
-    for s in (study, closed):
-        invite_readers(s, [reader])
-        open_study(s)
-    now = timezone.now()
-    answered = Showing.objects.filter(assignment__study=study, assignment__reader=reader).order_by("position").first()
-    Answer.objects.create(showing=answered, called_synthetic=True, confidence=2, quality=3, served_at=now,
-                          answered_at=now, duration_ms=0)
-    closed_showing = Showing.objects.filter(assignment__study=closed).order_by("position").first()
-    Answer.objects.create(showing=closed_showing, called_synthetic=False, confidence=4, quality=2, served_at=now,
-                          answered_at=now, duration_ms=0)
-    close_study(closed)
-    assignment = study.assignments.get(reader=reader)
-    return {
-        "ref_set": reference, "reader": reader, "draft": draft, "study": study, "closed": closed,
-        "assignment": assignment, "answered": answered,
-        "showing": Showing.objects.filter(assignment=assignment, answer__isnull=True).order_by("position").first(),
-    }
+    studies = studies_in_every_state(organisation, reader, (ArmSpec(base_objects["set"].pk, 1),
+                                                            ArmSpec(reference.pk, 1)), tag)
+    return {"ref_set": reference, "reader": reader, **studies}

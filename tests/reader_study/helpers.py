@@ -7,13 +7,14 @@ from pathlib import Path
 
 import numpy as np
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
 from auditor.importer import run_ingest
 from auditor.models import ImageSet, IngestJob, Membership, Organisation, Role
-from reader_study.models import ReaderProfile, Study
-from reader_study.services import ArmSpec, StudyDesign, create_study
+from reader_study.models import Answer, ReaderProfile, Showing, Study
+from reader_study.services import ArmSpec, StudyDesign, close_study, create_study, invite_readers, open_study
 
 DIAGNOSES = ["nevus", "melanoma"]
 
@@ -109,3 +110,30 @@ def current_token(html: str) -> str:
     match = re.search(r'name="token" value="([^"]+)"', html)
     assert match, "no case on the page"
     return match.group(1)
+
+
+def studies_in_every_state(organisation: Organisation, reader, arms: tuple[ArmSpec, ArmSpec], tag: str) -> dict:
+    """A draft study, an open one with `reader` invited (the first case answered, the next waiting) and a closed
+    one the reader answered in full: the objects an access or schema test needs in each state."""
+
+    def design(name: str, **options) -> StudyDesign:
+        return StudyDesign(name=f"{name}-{tag}", arms=arms, image_size=64, seed=1, **options)
+
+    draft = create_study(organisation, design("draft"))
+    study = create_study(organisation, design("open", allow_changes=True))
+    closed = create_study(organisation, design("closed"))
+    for each in (study, closed):
+        invite_readers(each, [reader])
+        open_study(each)
+    now = timezone.now()
+    answered = Showing.objects.filter(assignment__study=study, assignment__reader=reader).order_by("position").first()
+    Answer.objects.create(showing=answered, called_synthetic=True, confidence=2, quality=3, served_at=now,
+                          answered_at=now, duration_ms=0)
+    for showing in Showing.objects.filter(assignment__study=closed):
+        Answer.objects.create(showing=showing, called_synthetic=showing.position % 2 == 0, confidence=3, quality=3,
+                              served_at=now, answered_at=now, duration_ms=0)
+    close_study(closed)
+    assignment = study.assignments.get(reader=reader)
+    waiting = Showing.objects.filter(assignment=assignment, answer__isnull=True).order_by("position").first()
+    return {"draft": draft, "study": study, "closed": closed, "assignment": assignment, "answered": answered,
+            "showing": waiting}
