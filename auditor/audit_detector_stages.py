@@ -6,12 +6,12 @@ from django.conf import settings
 from sklearn.metrics import roc_curve
 
 import deepfake_detector as dd
+from deepfake_detector.explain import select_confidence_extremes
 
 from .audit_stages import artefact_folder, ordered_images, seeded
-from .detectors import _phototype, load, standardised, train_detector_run
+from .detectors import _phototype, load, score_images, standardised, store_scores, train_detector_run
 from .models import Audit, DetectorRun, Image
 from .models.training import TrainingStatus
-
 
 
 def ensure_detector(audit: Audit) -> DetectorRun | None:
@@ -49,23 +49,23 @@ def _inputs(audit: Audit):
         return None
     if run.status != TrainingStatus.SUCCEEDED:
         raise RuntimeError(f"detector run {run.pk} is {run.status}: {run.message}")
-    detector = load(run)
     generated, reference, optimistic = _test_split(audit, run)
-    images = standardised(reference + generated, detector.preprocessing)
     labels = np.array([0] * len(reference) + [1] * len(generated), dtype=np.int64)
-    return run, detector, generated, reference, optimistic, images, labels
+    return run, load(run), generated, reference, optimistic, labels
 
 
 def detector_stage(audit: Audit) -> dict:
     inputs = _inputs(audit)
     if inputs is None:
         return {"available": False, "reason": "no detector chosen and no baseline set to train one on"}
-    run, detector, generated, reference, optimistic, images, labels = inputs
+    run, detector, generated, reference, optimistic, labels = inputs
+    images = standardised(reference + generated, detector.preprocessing)
     phototypes = [_phototype(i) for i in reference + generated]
     evaluation = dd.evaluate_detector(detector, images, labels, group_labels=[p[0] for p in phototypes],
                                       group_estimated=[p[1] for p in phototypes], robustness=True, n_bootstrap=500,
                                       seed=seeded(audit, 61))
     probabilities = dd.score_images(detector, images)
+    store_scores(run, reference + generated, probabilities)  # per-image results; the explanations stage reuses them
     fpr, tpr, _ = roc_curve(labels, probabilities)
     keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).round().astype(int))
     return {
@@ -84,12 +84,19 @@ def explanations_stage(audit: Audit) -> dict:
     inputs = _inputs(audit)
     if inputs is None:
         return {"available": False, "reason": "no detector"}
-    run, detector, generated, reference, optimistic, images, labels = inputs
-    probabilities = dd.score_images(detector, images)
+    run, detector, generated, reference, optimistic, labels = inputs
+    everything = reference + generated
+    probabilities = score_images(run, everything, detector)  # stored by the detector stage: nothing is scored again
+    rng = np.random.default_rng(seeded(audit, 70))
+    chosen = np.sort(rng.choice(len(everything), size=min(settings.DERMAUDIT_ROAD_IMAGES, len(everything)), replace=False))
+    extremes = [index for index, _, _ in select_confidence_extremes(labels, probabilities, per_class=2)]
+    # Only the images Grad-CAM explains are decoded; the other rows stay blank and are never read.
+    size = detector.preprocessing.size
+    images = np.zeros((len(everything), size, size, 3), dtype=np.uint8)
+    needed = sorted(set(chosen.tolist()) | set(extremes))
+    images[needed] = standardised([everything[i] for i in needed], detector.preprocessing)
     overlays = dd.save_overlays(detector, images, labels, probabilities, artefact_folder(audit, "gradcam"), per_class=2,
                                 method="gradcam", target="predicted")
-    rng = np.random.default_rng(seeded(audit, 70))
-    chosen = np.sort(rng.choice(len(images), size=min(settings.DERMAUDIT_ROAD_IMAGES, len(images)), replace=False))
     road = dd.road_faithfulness(detector, images[chosen], method="gradcam", target="predicted", n_bootstrap=500,
                                 random_seeds=(0, 1, 2), seed=seeded(audit, 71))
     return {

@@ -111,8 +111,13 @@ def score_images(run: DetectorRun, images: list[Image], detector: dd.Detector | 
     if missing:
         detector = detector or load(run)
         probabilities = dd.score_images(detector, standardised(missing, detector.preprocessing))
-        ImageScore.objects.bulk_create(
-            [ImageScore(detector=run, image=image, probability_synthetic=float(p)) for image, p in zip(missing, probabilities)],
-            ignore_conflicts=True)
+        store_scores(run, missing, probabilities)
         known.update({image.pk: float(p) for image, p in zip(missing, probabilities)})
     return np.array([known[image.pk] for image in images], dtype=np.float64)
+
+
+def store_scores(run: DetectorRun, images: list[Image], probabilities: np.ndarray) -> None:
+    """Keep P(synthetic) per image (the first stored value wins: a detector scores an image once)."""
+    ImageScore.objects.bulk_create(
+        [ImageScore(detector=run, image=image, probability_synthetic=float(p)) for image, p in zip(images, probabilities)],
+        ignore_conflicts=True)

@@ -10,7 +10,7 @@ from pypdf import PdfReader
 
 from auditor import pipeline
 from auditor.generators import sample_to_image_set, train_generator
-from auditor.models import Audit, AuditChunk, GeneratorRun, ImageSet, Report
+from auditor.models import Audit, AuditChunk, GeneratorRun, ImageScore, ImageSet, Report
 from auditor.tasks import run_audit_task
 
 from .ingest_helpers import ingest_paths
@@ -76,6 +76,12 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
     assert results["memorization"]["copy_baseline"]["memorized_fraction"] >= 0.95
     assert results["memorization"]["generated"]["memorized_fraction"] < 0.5
     assert results["detector"]["available"] and results["explanations"]["available"]
+    # The detector stage keeps P(synthetic) for every audited image; the explanations stage reads them back.
+    scores = ImageScore.objects.filter(detector=audit.detector)
+    assert scores.filter(image__image_set=generated).count() == results["detector"]["n_generated"] == generated.images.count()
+    assert scores.filter(image__image_set=reference).count() == results["detector"]["n_reference"]
+    overlay_probabilities = {o["probability_synthetic"] for o in results["explanations"]["overlays"]}
+    assert overlay_probabilities <= set(scores.values_list("probability_synthetic", flat=True))
 
     criteria = {c["name"]: c for c in results["report"]["criteria"]}
     assert criteria["precision"]["status"] == "FAIL"  # threshold 0.99 on a different domain
