@@ -312,3 +312,49 @@ def test_a_worker_trains_reports_progress_and_stops_when_cancelled(photo_sets, q
     assert stopped["progress"]["epoch"] < 500 and stopped["message"] == "cancelled before a usable model existed"
     assert "auditor.train_detector" in pool.log("det1")
     print(f"\nworker: cancelled at epoch {stopped['progress']['epoch']}, {stop_seconds:.1f} s after the request")
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_train_detector_command_runs_on_a_worker_and_prints_progress(photo_sets, settings, tmp_path, monkeypatch, capsys):
+    """With a broker, `manage.py train_detector` queues the Celery task and waits, printing the worker's progress."""
+    from django.core.management import call_command
+
+    real, synthetic = photo_sets
+    settings.DERMAUDIT_MODEL_DIR = tmp_path / "models"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    with worker_pool(tmp_path, settings.MEDIA_ROOT, env={"OMP_NUM_THREADS": "1"}) as pool:
+        pool.start("cmd1")
+        monkeypatch.setattr(train_detector_task, "delay", lambda run_id: pool.send("auditor.train_detector", run_id))
+        call_command("train_detector", "--reference", real.name, "--synthetic", synthetic.name, "--minutes", "0.3",
+                     "--seed", "2")
+        log = pool.log("cmd1")
+    out = capsys.readouterr().out
+    run = DetectorRun.objects.get()
+    assert run.status == "succeeded" and len(run.checkpoint_sha256) == 64, run.message
+    assert "auditor.train_detector" in log  # trained by the worker process, not by the command
+    assert "[running] epoch=" in out and "test roc_auc" in out, out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_interrupting_the_waiting_command_asks_the_run_to_cancel(photo_sets, settings, monkeypatch):
+    from django.core.management import CommandError, call_command
+
+    import auditor.management.training_commands as training_commands
+
+    real, synthetic = photo_sets
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    queued = []
+    monkeypatch.setattr(train_detector_task, "delay", queued.append)  # a broker nobody consumes yet
+
+    def interrupted(seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_commands.time, "sleep", interrupted)
+    with pytest.raises(CommandError, match="cancellation of DetectorRun .* requested"):
+        call_command("train_detector", "--reference", real.name, "--synthetic", synthetic.name, "--minutes", "1")
+    run = DetectorRun.objects.get()
+    assert queued == [run.pk] and run.status == "queued" and run.cancel_requested
+    train_detector_task.run(run.pk)  # the worker that picks it up later trains nothing
+    run.refresh_from_db()
+    assert run.status == "cancelled"

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...generators import GeneratorError, sample_to_image_set, train_generator
-from ...models import GeneratorRun, ImageSet
+from ...generators import sample_to_image_set
+from ...models import GeneratorRun
+from ...models.training import TrainingStatus
+from ...tasks import train_generator_task
+from ..training_commands import find_image_set, finished_or_fail, run_training_task
 
 
 class Command(BaseCommand):
-    help = "Train a reference generator on an image set in this process; optionally sample a baseline set."
+    help = ("Train a reference generator on an image set as a Celery task (on the workers when a broker is configured, "
+            "waiting and printing progress; else in this process); optionally sample a baseline set.")
 
     def add_arguments(self, parser):
         parser.add_argument("--reference", required=True, help="image set id or name")
@@ -19,13 +23,10 @@ class Command(BaseCommand):
         parser.add_argument("--image-size", type=int, default=64, choices=[32, 64, 128])
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--sample", type=int, default=0, help="then sample N images into a baseline set")
+        parser.add_argument("--no-wait", action="store_true", help="queue the run and return (with a broker)")
 
     def handle(self, *args, **options):
-        query = ImageSet.objects.filter(pk=int(options["reference"])) if options["reference"].isdigit() else \
-            ImageSet.objects.filter(name=options["reference"])
-        reference = query.first()
-        if reference is None:
-            raise CommandError(f"no image set {options['reference']!r}")
+        reference = find_image_set(options["reference"])
         if options["minutes"] is None and options["steps"] is None:
             raise CommandError("give --minutes or --steps")
         run = GeneratorRun.objects.create(
@@ -34,12 +35,10 @@ class Command(BaseCommand):
             max_seconds=options["minutes"] * 60 if options["minutes"] else None, max_steps=options["steps"],
             config={"image_size": options["image_size"]},
         )
-        try:
-            run = train_generator(run)
-        except GeneratorError as exc:
-            run.status, run.message = "failed", str(exc)
-            run.save(update_fields=["status", "message"])
-            raise CommandError(str(exc)) from None
+        run = finished_or_fail(run_training_task(run, train_generator_task, self.stdout.write,
+                                                 wait=not options["no_wait"]))
+        if run.status not in {TrainingStatus.SUCCEEDED, TrainingStatus.CANCELLED}:
+            return  # queued with --no-wait
         self.stdout.write(f"generator run {run.pk}: {run.message}; checkpoint {run.checkpoint} sha256 {run.checkpoint_sha256}")
         if options["sample"]:
             image_set = sample_to_image_set(run, options["sample"], seed=options["seed"])

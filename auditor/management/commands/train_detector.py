@@ -1,42 +1,38 @@
-"""manage.py train_detector --reference <set> --synthetic <set> [--synthetic <set> …] --minutes N"""
+"""manage.py train_detector --reference <set> --synthetic <set> [--synthetic <set> …] --minutes N [--no-wait]"""
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...detectors import DetectorError, train_detector_run
-from ...models import DetectorRun, ImageSet
-
-
-def _find(identifier: str) -> ImageSet:
-    query = ImageSet.objects.filter(pk=int(identifier)) if identifier.isdigit() else ImageSet.objects.filter(name=identifier)
-    image_set = query.first()
-    if image_set is None:
-        raise CommandError(f"no image set {identifier!r}")
-    return image_set
+from ...detector_tasks import train_detector_task
+from ...models import DetectorRun
+from ...models.training import TrainingStatus
+from ..training_commands import find_image_set, finished_or_fail, run_training_task
 
 
 class Command(BaseCommand):
-    help = "Train a synthetic-image detector (real reference set vs synthetic sets) in this process; print its evaluation."
+    help = ("Train a synthetic-image detector (real reference set vs synthetic sets) as a Celery task: on the "
+            "workers when a broker is configured (waiting and printing progress), else in this process.")
 
     def add_arguments(self, parser):
         parser.add_argument("--reference", required=True, help="real images: image set id or name")
         parser.add_argument("--synthetic", required=True, action="append", help="synthetic image set id or name (repeatable)")
         parser.add_argument("--minutes", type=float, default=15.0)
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--no-wait", action="store_true", help="queue the run and return (with a broker)")
 
     def handle(self, *args, **options):
-        reference = _find(options["reference"])
-        synthetic = [_find(s) for s in options["synthetic"]]
+        reference = find_image_set(options["reference"])
+        synthetic = [find_image_set(s) for s in options["synthetic"]]
         if any(s.organisation_id != reference.organisation_id for s in synthetic):
             raise CommandError("all sets must belong to the reference set's organisation")
         run = DetectorRun.objects.create(organisation=reference.organisation, reference_set=reference,
                                          seed=options["seed"], max_seconds=options["minutes"] * 60)
         run.synthetic_sets.set(synthetic)
-        try:
-            run = train_detector_run(run)
-        except DetectorError as exc:
-            DetectorRun.objects.filter(pk=run.pk).update(status="failed", message=str(exc))
-            raise CommandError(str(exc)) from None
+        run = finished_or_fail(run_training_task(run, train_detector_task, self.stdout.write,
+                                                 wait=not options["no_wait"]))
+        if run.status != TrainingStatus.SUCCEEDED:
+            self.stdout.write(f"detector run {run.pk}: {run.status} {run.message}")
+            return
         overall = run.evaluation["overall"]
         self.stdout.write(f"detector run {run.pk}: {run.message}; checkpoint sha256 {run.checkpoint_sha256}")
         for name in ("roc_auc", "average_precision", "accuracy_at_0_5", "ece_before_scaling", "ece_after_scaling"):
