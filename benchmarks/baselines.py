@@ -196,12 +196,17 @@ def evaluate_kind(
         "memorized_fraction": memorization.memorized_fraction,
         "memorized_ci": [memorization.memorized_ci.low, memorization.memorized_ci.high],
         "feature_copy_fraction": memorization.feature_copy_fraction,
+        # The same rule on real images no generator saw (one half of the reference against the other half).
+        "real_baseline_copy_fraction": memorization.real_baseline_copy_fraction,
+        "real_baseline_n": memorization.real_baseline_n,
         "pixel_copy_fraction": memorization.pixel_copy_fraction,
         "exact_duplicates": memorization.exact_duplicates,
         "near_duplicates": memorization.near_duplicates,
-        "vendi_samples": compute_vendi_score(generated, seed=0).value,
-        "vendi_reference": compute_vendi_score(reference, seed=0).value,
     }
+    for name, features in (("samples", generated), ("reference", reference)):
+        vendi = compute_vendi_score(features, seed=0)
+        result[f"vendi_{name}"] = vendi.value
+        result[f"vendi_{name}_ci"] = [vendi.ci.low, vendi.ci.high] if vendi.ci else None
     result["targets"] = check_targets(result)
     return result
 
@@ -237,7 +242,14 @@ def print_summary(results: list[dict[str, Any]]) -> None:
         print("        targets: " + "; ".join(f"{name}: {verdict}" for name, verdict in r["targets"].items()))
         print(f"        {r['device']}; {r['load_before']} -> {r['load_after']}; {r['fd_label']}; k={r['k']}; "
               f"memorized = any rule (AuthPct features {r['feature_copy_fraction']:.1%}, "
-              f"pixels {pixel_copies}, exact duplicates {r['exact_duplicates']}, near {r['near_duplicates']})")
+              f"pixels {pixel_copies}, exact duplicates {r['exact_duplicates']}, near {r['near_duplicates']}); "
+              f"the AuthPct feature rule flags {r.get('real_baseline_copy_fraction', float('nan')):.1%} of held-out "
+              f"real images (half vs half, n={r.get('real_baseline_n', 0)})")
+        if r.get("vendi_samples_ci") and r.get("vendi_reference_ci"):
+            low, high = r["vendi_samples_ci"]
+            print(f"        Vendi samples {r['vendi_samples']:.2f} [{low:.2f}, {high:.2f}], reference "
+                  f"{r['vendi_reference']:.2f} [{r['vendi_reference_ci'][0]:.2f}, {r['vendi_reference_ci'][1]:.2f}]; "
+                  f"ratio {r['vendi_samples'] / r['vendi_reference']:.1%}")
 
 
 def main() -> None:
