@@ -218,7 +218,9 @@ def detector_section(audit: Audit, results: dict) -> Section:
     explanations = results.get("explanations") or {}
     if explanations.get("available"):
         road = explanations["road"]
-        blocks.append(Paragraph(f"Grad-CAM faithfulness (ROAD, {road['n_images']} images): Grad-CAM {road['method_mean']:.3f} vs "
+        target = explanations.get("target", "predicted class")
+        images = f"{road['n_images']} generated images" if explanations.get("road_images") == "generated" else f"{road['n_images']} images"
+        blocks.append(Paragraph(f"Grad-CAM of the {target}. Faithfulness (ROAD, {images}): Grad-CAM {road['method_mean']:.3f} vs "
                                 f"RandomCAM {road['random_mean']:.3f}; difference {road['difference_mean']:.3f} "
                                 f"[{road['difference_ci_low']:.3f}, {road['difference_ci_high']:.3f}]; "
                                 f"{'beats' if road['method_beats_random'] else 'does not beat'} the random baseline. "

@@ -81,6 +81,13 @@ class RoadImageScores:
     all_zero: np.ndarray  # bool N: the method's map was all zero
     seconds: float  # spent on the method's ROAD alone
 
+    def subset(self, mask: np.ndarray) -> "RoadImageScores":
+        """The scores of the images where `mask` is true (the method's seconds are shared out by image count)."""
+        mask = np.asarray(mask, dtype=bool)
+        share = mask.sum() / max(len(mask), 1)
+        return RoadImageScores(self.method_scores[mask], self.random_scores[:, mask], self.all_zero[mask],
+                               self.seconds * share)
+
     @staticmethod
     def concatenate(parts: Sequence["RoadImageScores"]) -> "RoadImageScores":
         return RoadImageScores(

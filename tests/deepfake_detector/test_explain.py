@@ -84,3 +84,16 @@ def test_road_gradcam_beats_random_cam_on_the_toy_task(toy_training, toy_dataset
     assert result.n_images == 16 and len(result.random_seed_means) == 3
     assert result.method_beats_random, result
     assert result.difference_ci_low > 0 and result.difference_mean > 0
+
+
+def test_road_scores_of_a_subset_are_those_images_scores():
+    from deepfake_detector.faithfulness import RoadImageScores, summarise_road
+
+    method = np.array([0.5, 0.1, 0.9, 0.3])
+    random = np.array([[0.1, 0.2, 0.3, 0.4], [0.3, 0.0, 0.1, 0.2]])
+    scores = RoadImageScores(method, random, np.array([False, True, False, False]), seconds=8.0)
+    part = scores.subset(np.array([True, False, True, False]))
+    assert part.method_scores.tolist() == [0.5, 0.9] and part.random_scores.tolist() == [[0.1, 0.3], [0.3, 0.1]]
+    assert part.all_zero.tolist() == [False, False] and part.seconds == 4.0
+    summary = summarise_road(part, method="gradcam", target="synthetic", n_bootstrap=200)
+    assert summary.n_images == 2 and summary.difference_mean == pytest.approx(np.mean([0.5 - 0.2, 0.9 - 0.2]))
