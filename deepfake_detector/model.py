@@ -4,6 +4,11 @@ Default: ViT-Tiny width (192 dims, 3 heads, MLP ratio 4) with 6 instead of 12 bl
 (64 patch tokens + 1 class token). Half the depth is what lets scoring reach ~300 images/s on 2 CPU cores; the
 full 12-block ViT-Tiny scored ~120 images/s here. A single logit keeps "the synthetic logit" unambiguous for
 Grad-CAM and makes temperature scaling a one-parameter fit.
+
+``input="npr"`` feeds the ViT neighbouring-pixel residuals instead of pixels (NPR, Tan et al., CVPR 2024:
+x − nearest-upsample(x[::2, ::2])), the local correlations that up-sampling layers of generators leave behind and
+that the paper found to generalise across generator families. The transform has no weights, so a checkpoint of
+either kind has the same keys; its config records which input it expects.
 """
 from __future__ import annotations
 
@@ -26,17 +31,35 @@ class DetectorConfig:
     num_heads: int = 3
     mlp_ratio: float = 4.0
     drop_path_rate: float = 0.1
+    input: str = "rgb"  # "rgb" or "npr" (neighbouring-pixel residuals)
 
     @property
     def grid_size(self) -> int:
         return self.img_size // self.patch_size
 
 
+def neighbouring_pixel_residuals(images: torch.Tensor) -> torch.Tensor:
+    """NCHW images minus their 2x nearest-neighbour down-then-up copy (zero at every even row and column)."""
+    return images - torch.nn.functional.interpolate(images[:, :, ::2, ::2], scale_factor=2.0, mode="nearest")
+
+
+class ResidualInputViT(VisionTransformer):
+    """The same timm ViT, fed neighbouring-pixel residuals of its input."""
+
+    def forward_features(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return super().forward_features(neighbouring_pixel_residuals(x), *args, **kwargs)
+
+
 def build_vit(config: DetectorConfig) -> VisionTransformer:
     """A randomly initialised timm ViT (no weights are ever downloaded)."""
     if config.img_size % config.patch_size:
         raise ValueError("img_size must be a multiple of patch_size")
-    return VisionTransformer(
+    if config.input not in ("rgb", "npr"):
+        raise ValueError(f"input must be 'rgb' or 'npr', got {config.input!r}")
+    if config.input == "npr" and config.patch_size % 2:
+        raise ValueError("npr input needs an even patch size (residuals come in 2x2 cells)")
+    network = ResidualInputViT if config.input == "npr" else VisionTransformer
+    return network(
         img_size=config.img_size,
         patch_size=config.patch_size,
         in_chans=3,
