@@ -22,13 +22,13 @@ def test_residuals_are_zero_on_the_sampled_grid_and_see_only_local_structure():
 
 def test_npr_input_changes_what_the_network_sees_but_not_its_weights(tmp_path):
     torch.manual_seed(0)
-    rgb = build_vit(DetectorConfig(depth=1))
+    rgb = build_vit(DetectorConfig(depth=1, input="rgb"))
     npr = build_vit(DetectorConfig(depth=1, input="npr"))
     assert type(rgb).__name__ == "VisionTransformer" and isinstance(npr, ResidualInputViT)
     assert rgb.state_dict().keys() == npr.state_dict().keys()
     npr.load_state_dict(rgb.state_dict())
     images = np.random.default_rng(0).integers(0, 256, size=(4, 64, 64, 3), dtype=np.uint8)
-    as_rgb, as_npr = Detector(rgb, DetectorConfig(depth=1)), Detector(npr, DetectorConfig(depth=1, input="npr"))
+    as_rgb, as_npr = Detector(rgb, DetectorConfig(depth=1, input="rgb")), Detector(npr, DetectorConfig(depth=1, input="npr"))
     assert not np.allclose(score_images(as_rgb, images), score_images(as_npr, images))
     sha256 = save_detector(as_npr, tmp_path / "npr.pt")
     loaded = load_detector(tmp_path / "npr.pt", expected_sha256=sha256, device="cpu")
