@@ -6,8 +6,6 @@ Numbers are seeded by `audit.seed`, so the same inputs give the same results.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 from collections import Counter
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from django.conf import settings
 
 from metrics.features import FeatureSet, extract_features
 from metrics.phototype import estimate_phototypes
+from metrics.torch_threads import intra_op_threads
 
 from .models import Audit, Image, ImageSet
 
@@ -37,27 +36,13 @@ def set_features(audit: Audit, image_set: ImageSet) -> tuple[list[Image], Featur
     return images, features_of(images, audit.extractor_id)
 
 
-@contextmanager
-def torch_threads(threads: int):
-    """Run the block with this many torch threads (0: leave the process default); restore it afterwards."""
-    import torch
-
-    previous = torch.get_num_threads()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def process_images(audit: Audit, image_ids: list[int]) -> None:
     """Per-image work of one chunk: features into the content-addressed cache, phototype estimates onto rows.
 
     Several workers on one machine each take chunks at once; DERMAUDIT_CHUNK_THREADS (cores ÷ workers) keeps their
     torch threads from oversubscribing the cores, while the set-level stages, run by one worker, keep them all."""
     images = list(Image.objects.filter(pk__in=image_ids).order_by("sha256", "id"))
-    with torch_threads(settings.DERMAUDIT_CHUNK_THREADS):
+    with intra_op_threads(settings.DERMAUDIT_CHUNK_THREADS):  # 0: the process default
         features_of(images, audit.extractor_id)
     missing = [image for image in images if not image.phototype_method]
     if missing:

@@ -20,7 +20,6 @@ SCORING_CHUNK = 256  # images decoded and scored at a time; progress is written 
 MIN_IMAGES_FOR_AUC = 5  # per class, after removing images the detector trained on
 N_BOOTSTRAP = 1000
 THRESHOLD = 0.5
-ACTIVE_TRAINING = (TrainingStatus.QUEUED, TrainingStatus.RUNNING)
 ACTIVE_SCORING = (DetectorScoring.Status.QUEUED, DetectorScoring.Status.RUNNING)
 
 
@@ -67,13 +66,6 @@ def create_detector_run(reference: ImageSet, synthetic_sets: list[ImageSet], *, 
         run.synthetic_sets.set(synthetic_sets)
         transaction.on_commit(lambda: train_detector_task.delay(run.pk))
     return run
-
-
-def request_cancel(run: DetectorRun) -> bool:
-    """Ask a queued or running run to stop (at its next progress report); False when it had already finished."""
-    updated = DetectorRun.objects.filter(pk=run.pk, status__in=ACTIVE_TRAINING).update(cancel_requested=True)
-    run.refresh_from_db()
-    return bool(updated)
 
 
 # --- scoring --------------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from deepfake_detector.checkpoint import software_versions
 from deepfake_detector.data import DataSplit, LabelledImages, Preprocessing, encode_for_model
 from deepfake_detector.model import Detector, DetectorConfig, build_vit, images_to_tensor, resolve_device
 from deepfake_detector.scoring import logits_of_encoded
+from metrics.torch_threads import intra_op_threads
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,8 @@ def train_detector(
     if parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2]:
         raise ValueError("train, validation and test splits overlap")
 
-    previous_threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with intra_op_threads(config.num_threads):
         return _train(dataset, split, config, manifests, progress, should_stop)
-    finally:
-        torch.set_num_threads(previous_threads)
 
 
 def _train(

@@ -8,7 +8,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from ..access import READ_ROLES, WRITE_ROLES, organisation_ids
-from ..detector_scoring import ScoringError, create_detector_run, request_cancel, request_scoring, training_set_problems
+from ..detector_scoring import ScoringError, create_detector_run, request_scoring, training_set_problems
 from ..models import DetectorRun, DetectorScoring, ImageScore, ImageSet
 from .permissions import ImageSetRolePermission
 from .views import _int_param
@@ -117,7 +117,7 @@ class DetectorRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.
     def cancel(self, request, pk=None):
         """Ask a queued or running training to stop; it stops at its next progress report."""
         run = self.get_object()
-        if not request_cancel(run):
+        if not run.request_cancel():
             return Response({"detail": f"detector run {run.pk} has already finished ({run.status})"}, status=status.HTTP_409_CONFLICT)
         return Response(DetectorRunSerializer(run, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 

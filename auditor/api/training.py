@@ -83,8 +83,7 @@ class GeneratorRunViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         run = self.get_object()
-        GeneratorRun.objects.filter(pk=run.pk).update(cancel_requested=True)
-        run.refresh_from_db()
+        run.request_cancel()
         return Response(GeneratorRunSerializer(run, context={"request": request}).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=SampleRequestSerializer, responses={201: ImageSetSerializer, **error_responses(409)})

@@ -1,11 +1,12 @@
 """Run a baseline training within a step and/or time budget, reporting progress and honouring cancellation."""
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import torch
+
+from metrics.torch_threads import intra_op_threads
 
 from .checkpoint import Checkpoint, StopReason, software_versions
 from .config import TrainConfig, TrainProgress, resolve_device
@@ -15,17 +16,6 @@ from .vae import VaeTrainer
 
 # A cancellation callback may hit a database, so it is asked at most this often (and at every progress report).
 STOP_POLL_SECONDS = 1.0
-
-
-@contextlib.contextmanager
-def _intra_op_threads(num_threads: int | None) -> Iterator[None]:
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _describe_device(device: torch.device) -> str:
@@ -59,7 +49,7 @@ def train(
     """
     _check_compatible(config, images)
     device = resolve_device(config.device)
-    with _intra_op_threads(config.num_threads), torch.random.fork_rng(devices=[]):
+    with intra_op_threads(config.num_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)  # network initialisation (always on the CPU, then moved)
         trainer: GanTrainer | VaeTrainer = (
             GanTrainer(config, images, device) if config.is_gan else VaeTrainer(config, images, device)

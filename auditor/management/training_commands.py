@@ -42,9 +42,10 @@ def run_training_task(run: TrainingRun, task, write: Callable[[str], None], *, w
     """Queue `task` for `run`; unless `wait` is False, wait for it to finish, printing progress as it changes."""
     task.delay(run.pk)  # eager Celery: trains here and returns when done
     run.refresh_from_db()
-    if settings.CELERY_TASK_ALWAYS_EAGER or not wait:
-        if not settings.CELERY_TASK_ALWAYS_EAGER:
-            write(f"{type(run).__name__} {run.pk} queued; follow it through the API or the web pages")
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return run
+    if not wait:
+        write(f"{type(run).__name__} {run.pk} queued; follow it through the API or the web pages")
         return run
     last = None
     try:
@@ -56,7 +57,7 @@ def run_training_task(run: TrainingRun, task, write: Callable[[str], None], *, w
             time.sleep(poll_seconds)
             run.refresh_from_db()
     except KeyboardInterrupt:
-        type(run).objects.filter(pk=run.pk).update(cancel_requested=True)
+        run.request_cancel()
         raise CommandError(f"interrupted: cancellation of {type(run).__name__} {run.pk} requested "
                            "(the worker stops it at its next progress report)") from None
     return run

@@ -15,6 +15,9 @@ class TrainingStatus(models.TextChoices):
     FAILED = "failed"
 
 
+ACTIVE_TRAINING = (TrainingStatus.QUEUED, TrainingStatus.RUNNING)
+
+
 class TrainingRun(models.Model):
     """Shared fields: who, what, progress, the checkpoint and its hash."""
 
@@ -37,6 +40,12 @@ class TrainingRun(models.Model):
     class Meta:
         abstract = True
         ordering = ["-created_at"]
+
+    def request_cancel(self) -> bool:
+        """Ask a queued or running run to stop (at its next progress report); False when it had already finished."""
+        updated = type(self).objects.filter(pk=self.pk, status__in=ACTIVE_TRAINING).update(cancel_requested=True)
+        self.refresh_from_db()
+        return bool(updated)
 
 
 class GeneratorRun(TrainingRun):

@@ -12,14 +12,13 @@ from django.views.decorators.http import require_POST
 from ..access import READ_ROLES, WRITE_ROLES, can_write, organisation_ids
 from ..detector_scoring import (
     ACTIVE_SCORING,
-    ACTIVE_TRAINING,
     ScoringError,
     create_detector_run,
-    request_cancel,
     request_scoring,
     training_set_problems,
 )
 from ..models import DetectorRun, ImageScore, ImageSet
+from ..models.training import ACTIVE_TRAINING
 from .views import _require
 
 METRIC_ROWS = [
@@ -111,7 +110,7 @@ def detector_detail(request, pk: int):
 @require_POST
 def detector_cancel(request, pk: int):
     run = _writable_run(request, pk, "Your role cannot cancel training runs.")
-    if request_cancel(run):
+    if run.request_cancel():
         messages.info(request, "Cancellation requested; the run stops at its next progress report.")
     else:
         messages.error(request, f"This run has already finished ({run.status}).")

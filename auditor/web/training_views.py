@@ -59,7 +59,7 @@ def generator_cancel(request, pk: int):
     run = get_object_or_404(_runs(request.user), pk=pk)
     if not can_write(request.user, run.organisation_id):
         raise PermissionDenied("Your role cannot cancel training runs.")
-    GeneratorRun.objects.filter(pk=run.pk).update(cancel_requested=True)
+    run.request_cancel()
     messages.info(request, "Cancellation requested; the run stops at its next progress report.")
     return redirect("web:generator-detail", pk=pk)
 
