@@ -15,6 +15,7 @@ The reference for every metric is the very array the generators were trained on 
 its own named preprocessing to both sets alike.
 
     .venv/bin/python benchmarks/baselines.py [--minutes 10 | --steps 1000] [--kinds dcgan cdcgan vae] [--threads 1]
+        [--config vertical_flip=false vae_kl_weight=0.5 ...]   # ablations: any TrainConfig field, value as JSON
     .venv/bin/python benchmarks/baselines.py --evaluate-only [--restand-statistics]   # re-measure, no training
 """
 from __future__ import annotations
@@ -108,17 +109,32 @@ def features_of_samples(checkpoint: Checkpoint, n: int, seed: int, cache_dir: Pa
     return extract_features_from_arrays(batch.images, cache_dir=cache_dir), batch
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """["vertical_flip=false", "ema=0.999"] -> {"vertical_flip": False, "ema": 0.999}; values are JSON."""
+    overrides = {}
+    for item in items:
+        name, separator, value = item.partition("=")
+        if not separator:
+            raise SystemExit(f"--config takes NAME=VALUE, got {item!r}")
+        try:
+            overrides[name] = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise SystemExit(f"--config {name}: {value!r} is not a JSON value ({error})") from None
+    return overrides
+
+
 def config_for(kind: str, args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        kind=kind,  # type: ignore[arg-type]
-        image_size=args.image_size,
-        seed=args.seed,
-        max_steps=args.steps,
-        max_seconds=None if args.steps else args.minutes * 60.0,
-        device=args.device,
-        num_threads=args.threads,
-        progress_every=50,
-    )
+    return TrainConfig.from_dict({
+        "kind": kind,
+        "image_size": args.image_size,
+        "seed": args.seed,
+        "max_steps": args.steps,
+        "max_seconds": None if args.steps else args.minutes * 60.0,
+        "device": args.device,
+        "num_threads": args.threads,
+        "progress_every": 50,
+        **args.config,
+    })
 
 
 def train_kind(kind: str, images: TrainingImages, args: argparse.Namespace) -> tuple[Checkpoint, dict[str, Any]]:
@@ -145,6 +161,8 @@ def train_kind(kind: str, images: TrainingImages, args: argparse.Namespace) -> t
         "load_before": load_before,
         "load_after": load_average(),
         "device": checkpoint.device,
+        "config_overrides": args.config,
+        "vertical_flip": config.vertical_flip,
         "final_losses": checkpoint.loss_history[-1] if checkpoint.loss_history else {},
     }
     # Written before evaluation, so a failure there never costs the training run.
@@ -263,6 +281,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bootstrap", type=int, default=50, help="bootstrap resamples for the precision/recall CIs")
+    parser.add_argument("--config", nargs="*", default=[], metavar="NAME=VALUE",
+                        help="TrainConfig fields to override (value as JSON), e.g. vertical_flip=false")
     parser.add_argument("--data", type=Path, default=SHARED / "isic-uda1")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "baselines")
     parser.add_argument(
@@ -274,6 +294,7 @@ def main() -> None:
         help="with --evaluate-only: re-measure GAN batch-norm statistics (checkpoints saved before train() did so)",
     )
     args = parser.parse_args()
+    args.config = parse_overrides(args.config)
     args.out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()

@@ -79,3 +79,15 @@ def test_batch_sampler_flips_about_half_the_images_left_right() -> None:
     batch, _ = BatchSampler(images, 64, seed=0, device=torch.device("cpu")).next_batch()
     flipped = (batch[:, 0, 0, 0] > batch[:, 0, 0, 3]).sum().item()
     assert 16 <= flipped <= 48  # Binomial(64, 1/2): outside this range with probability < 1e-4
+
+
+def test_batch_sampler_flips_up_down_independently_of_left_right() -> None:
+    # A 4x4 image whose four corners differ: each of the four (up-down, left-right) orientations is recognisable.
+    grid = (torch.arange(16, dtype=torch.uint8) * 10).view(1, 1, 4, 4).expand(256, 3, 4, 4).contiguous()
+    images = TrainingImages(pixels=grid, labels=None, class_names=None, manifest_sha256="", preprocessing="")
+    batch, _ = BatchSampler(images, 256, seed=0, device=torch.device("cpu"), vertical_flip=True).next_batch()
+    up_down = batch[:, 0, 0, 0] > batch[:, 0, 3, 0]
+    left_right = batch[:, 0, 0, 0] > batch[:, 0, 0, 3]
+    counts = [int(((up_down == u) & (left_right == v)).sum()) for u in (False, True) for v in (False, True)]
+    assert all(36 <= c <= 92 for c in counts), counts  # Binomial(256, 1/4) each: outside with p < 5e-5 (seeded)
+    assert sorted(torch.round((batch[0, 0] + 1.0) * 127.5).flatten().tolist()) == [10.0 * i for i in range(16)]
