@@ -34,8 +34,8 @@ class TrainConfig:
     betas: tuple[float, float] = (0.0, 0.99)
     ema: float = 0.99  # decay of the EMA generator used for sampling; 0 disables averaging
     diffaugment: str = "color,translation,cutout"
-    # Up-down flips on top of the always-on left-right ones: dermoscopy has no canonical orientation, and on
-    # isic-uda1 they lowered the AuthPct copy rate of all three kinds (README, reference generators).
+    # Up-down flips on top of the always-on left-right ones: dermoscopy has no canonical orientation (measured
+    # effect on isic-uda1 in the README's reference-generator results).
     vertical_flip: bool = True
     vae_lr: float = 1e-3
     vae_betas: tuple[float, float] = (0.9, 0.999)
