@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
@@ -48,6 +49,8 @@ class Command(BaseCommand):
                 "python manage.py demo --reference /path/to/folder. Openly licensed sets such as the ISIC "
                 "Archive (CC0) can be downloaded on a machine with internet access and copied here."
             )
+        # The embedded database may be new (a fresh DERMAUDIT_VAR_DIR): bring it up to date first; a no-op otherwise.
+        call_command("migrate", verbosity=0, interactive=False)
         organisation, _ = Organisation.objects.get_or_create(name="Demo organisation")
         user, _ = get_user_model().objects.get_or_create(username="demo-quality")
         Membership.objects.get_or_create(user=user, organisation=organisation, defaults={"role": Role.QUALITY})
