@@ -162,7 +162,7 @@ def train_kind(kind: str, images: TrainingImages, args: argparse.Namespace) -> t
         "load_after": load_average(),
         "device": checkpoint.device,
         "config_overrides": args.config,
-        "vertical_flip": config.vertical_flip,
+        "config": config.to_dict(),
         "final_losses": checkpoint.loss_history[-1] if checkpoint.loss_history else {},
     }
     # Written before evaluation, so a failure there never costs the training run.

@@ -59,6 +59,7 @@ from deepfake_detector.faithfulness import (  # noqa: E402
     road_image_scores,
     summarise_road,
 )
+from metrics.torch_threads import intra_op_threads  # noqa: E402
 
 FAMILIES = ("dcgan", "cdcgan", "vae")
 DETECTORS = {"gan": "dcgan", "vae": "vae"}  # detector name -> generator family it is trained against
@@ -254,26 +255,28 @@ def load_average() -> str:
 def measure_throughput(detector, images: np.ndarray, paths: list[Path] | None, thread_counts=(1, 2)) -> dict:
     """Images/s for scoring (arrays and JPEG files) and Grad-CAM, at each CPU thread count, with the load beside."""
     results = {"device": str(detector.device), "by_threads": {}}
-    previous = torch.get_num_threads()
     tiled = np.concatenate([images] * max(1, 2048 // len(images)))[:2048]
     for threads in thread_counts:
-        torch.set_num_threads(threads)
-        score_images(detector, images[:64])  # warm-up
-        row = {"load_before": load_average()}
-        started = time.perf_counter()
-        score_images(detector, tiled, batch_size=256)
-        row["scoring_arrays_img_per_s"] = len(tiled) / (time.perf_counter() - started)
-        if paths:
-            started = time.perf_counter()
-            score_images(detector, paths, batch_size=256)
-            row["scoring_jpeg_paths_img_per_s"] = len(paths) / (time.perf_counter() - started)
-        started = time.perf_counter()
-        compute_cams(detector, tiled[:256], method="gradcam", batch_size=32)
-        row["gradcam_img_per_s"] = 256 / (time.perf_counter() - started)
-        row["load_after"] = load_average()
-        results["by_threads"][str(threads)] = row
-    torch.set_num_threads(previous)
+        with intra_op_threads(threads):
+            results["by_threads"][str(threads)] = _throughput_row(detector, images, tiled, paths)
     return results
+
+
+def _throughput_row(detector, images: np.ndarray, tiled: np.ndarray, paths: list[Path] | None) -> dict:
+    score_images(detector, images[:64])  # warm-up
+    row = {"load_before": load_average()}
+    started = time.perf_counter()
+    score_images(detector, tiled, batch_size=256)
+    row["scoring_arrays_img_per_s"] = len(tiled) / (time.perf_counter() - started)
+    if paths:
+        started = time.perf_counter()
+        score_images(detector, paths, batch_size=256)
+        row["scoring_jpeg_paths_img_per_s"] = len(paths) / (time.perf_counter() - started)
+    started = time.perf_counter()
+    compute_cams(detector, tiled[:256], method="gradcam", batch_size=32)
+    row["gradcam_img_per_s"] = 256 / (time.perf_counter() - started)
+    row["load_after"] = load_average()
+    return row
 
 
 def fmt(metric) -> str:

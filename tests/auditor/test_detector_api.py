@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 
 import pytest
-import torch
 from django.test import Client
 
 from auditor.detector_tasks import train_detector_task
 from auditor.generators import make_copy_baseline, sample_to_image_set, train_generator
 from auditor.models import DetectorRun, DetectorScoring, GeneratorRun, ImageScore, ImageSet, Organisation, Role
+from metrics.torch_threads import intra_op_threads
 
 from ..support.workers import wait_for, worker_pool
 from .conftest import api_client_for, make_user
@@ -31,10 +31,8 @@ TINY_BUDGET = {"minutes": 0.5, "max_epochs": 1, "seed": 3}
 @pytest.fixture
 def one_thread():
     # On this shared 2-core machine one intra-op thread trained ~3x faster than two (threads wait on each other).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with intra_op_threads(1):
+        yield
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from auditor.detectors import train_detector_run
 from auditor.models import Audit, AuditChunk, AuditResult, DetectorRun, Image, ImageSet, Organisation, Report
 from auditor.models.audits import STAGES
 from auditor.tasks import run_audit_task
+from metrics.torch_threads import intra_op_threads
 
 from ..support.workers import wait_for, worker_pool
 from .ingest_helpers import ingest_paths
@@ -47,16 +48,12 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def audit_settings(settings, model_dir, monkeypatch):
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     settings.DERMAUDIT_MODEL_DIR = model_dir
     settings.DERMAUDIT_ROAD_IMAGES = int(AUDIT_ENV["DERMAUDIT_ROAD_IMAGES"])
     settings.DERMAUDIT_TASK_LEASE_SECONDS = float(AUDIT_ENV["DERMAUDIT_TASK_LEASE_SECONDS"])
     monkeypatch.setattr(pipeline, "CHUNK_SIZE", CHUNK_SIZE)  # start_audit cuts the chunks in this process
-    yield settings
-    torch.set_num_threads(threads)
+    with intra_op_threads(1):
+        yield settings
 
 
 def _image_sets(name: str, isic_dir: Path, pad_dir: Path, tmp_path: Path) -> tuple[Organisation, ImageSet, ImageSet]:

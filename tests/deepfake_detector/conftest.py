@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from deepfake_detector import (
     DetectorConfig,
@@ -23,6 +22,7 @@ from deepfake_detector import (
     WangAugmentation,
     train_detector,
 )
+from metrics.torch_threads import intra_op_threads
 
 N_SOURCE_IMAGES = 240  # even positions stay real, odd positions are made synthetic
 WINDOW = 48
@@ -72,10 +72,8 @@ def add_generator_artefact(images: np.ndarray, rng: np.random.Generator) -> tupl
 def single_torch_thread():
     # The CI/dev machine is shared; with its cores busy, two OpenMP threads ran these small models ~6x slower
     # than one. Restored after each test so other packages' tests keep torch's default.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+    with intra_op_threads(1):
+        yield
 
 
 @pytest.fixture(scope="session")
