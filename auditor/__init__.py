@@ -1,5 +1,5 @@
 """DermAudit service: Django project and the `auditor` app."""
-from .celery import app as celery_app
+from auditor.celery import app as celery_app
 
 __all__ = ("celery_app",)
 __version__ = "0.1.0"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from .models import ImageSet, Membership, Role
+from auditor.models import ImageSet, Membership, Role
 
 # Roles that may see image sets, audits and reports / that may create and change them.
 READ_ROLES = frozenset({Role.QUALITY, Role.DEVELOPER, Role.ADMIN})

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from .models import DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Membership, Organisation
+from auditor.models import DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Membership, Organisation
 
 
 @admin.register(Organisation)

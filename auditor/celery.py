@@ -1,6 +1,6 @@
 """Celery application. Eager (in-process) unless CELERY_BROKER_URL is set; see settings.
 
-Each real worker also looks after audits whose worker died (auditor/recovery.py): once at start-up, taking back
+Each real worker also looks after audits whose worker died (auditor/audits/recovery.py): once at start-up, taking back
 what an earlier process under the same name (-n) had claimed, then every DERMAUDIT_RECOVERY_INTERVAL_SECONDS
 for work whose lease ran out. It runs in a thread of the worker's main process, beside the pool.
 """
@@ -15,7 +15,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditor.settings")
 
 app = Celery("auditor")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+app.autodiscover_tasks()  # the installed apps' tasks modules (reader_study.tasks)
+# Each domain of the auditor app keeps its tasks.py beside what it wraps; workers register them all.
+app.autodiscover_tasks(["auditor.ingestion", "auditor.audits", "auditor.detection", "auditor.generation"])
 
 logger = logging.getLogger(__name__)
 _recovery = {"started_at": None, "stop": threading.Event(), "thread": None}
@@ -33,7 +35,7 @@ def _start_recovery(sender=None, **kwargs) -> None:
     from django.conf import settings
     from django.utils import timezone
 
-    from .recovery import Restart
+    from auditor.audits.recovery import Restart
 
     restart = Restart(name=sender.hostname, at=_recovery["started_at"] or timezone.now())
     interval = float(settings.DERMAUDIT_RECOVERY_INTERVAL_SECONDS)
@@ -50,7 +52,7 @@ def _stop_recovery(**kwargs) -> None:
 def _recovery_loop(restart, interval: float) -> None:
     from django.db import connection
 
-    from .tasks import recover_audits
+    from auditor.audits.tasks import recover_audits
 
     first = True
     while True:

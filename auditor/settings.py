@@ -127,7 +127,7 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("DERMAUDIT_QUEUE", "dermaudit")
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
-# Recovery from killed workers that does not depend on the broker (auditor/recovery.py). A worker holding an audit
+# Recovery from killed workers that does not depend on the broker (auditor/audits/recovery.py). A worker holding an audit
 # chunk or the set-level stages renews its lease every third of DERMAUDIT_TASK_LEASE_SECONDS; work whose lease ran
 # out is re-enqueued by any worker, every DERMAUDIT_RECOVERY_INTERVAL_SECONDS (0: only at worker start-up) and by
 # `manage.py resume_audits`. A worker restarted under the same name (-n) takes back its own work at start-up.

@@ -4,7 +4,7 @@ Creates a fresh PostgreSQL database and seeds it in this process: one organisati
 by path (200 isic-uda1 images as the reference set, 120 PAD-UFES-20 clinical photos as the "generated" set, and
 --extra-sets sets of 10 images); one finished audit of those two sets with its results and report (Celery eager;
 by default without a baseline set, so without the detector and Grad-CAM stages, which take minutes on 2 shared cores;
---with-detector adds them in tests/auditor/test_audit_pipeline.py's fast configuration); an open reader study on the
+--with-detector adds them in tests/auditor/audits/test_pipeline.py's fast configuration); an open reader study on the
 same two sets with the readers invited. Then starts gunicorn on 127.0.0.1 and, for --duration seconds, runs:
 
 - --clients API clients (developer role, `Authorization: Token …`), each in a loop: "list sets" (with or without a
@@ -139,11 +139,11 @@ def seed(n_clients: int, n_readers: int, n_cases: int, extra_sets: int, with_det
     from django.contrib.auth import get_user_model
     from rest_framework.authtoken.models import Token
 
-    from auditor import pipeline
-    from auditor.generators import sample_to_image_set, train_generator
-    from auditor.importer import run_ingest
+    from auditor.audits import pipeline
+    from auditor.generation.runs import sample_to_image_set, train_generator
+    from auditor.ingestion.importer import run_ingest
     from auditor.models import Audit, GeneratorRun, ImageSet, IngestJob, Membership, Organisation, Report, Role
-    from auditor.tasks import run_audit_task
+    from auditor.audits.tasks import run_audit_task
     from reader_study.models import ReaderProfile, Showing
     from reader_study.services import ArmSpec, StudyDesign, create_study, invite_readers, open_study
 
@@ -173,7 +173,7 @@ def seed(n_clients: int, n_readers: int, n_cases: int, extra_sets: int, with_det
     print(f"seeding: image sets imported in {t_import:.1f} s; now the audit", flush=True)
 
     baseline = None
-    if with_detector:  # tests/auditor/test_audit_pipeline.py's fast configuration; the detector stages take minutes
+    if with_detector:  # tests/auditor/audits/test_pipeline.py's fast configuration; the detector stages take minutes
         run = GeneratorRun.objects.create(organisation=org, kind="dcgan", reference_set=reference, max_steps=2, seed=1,
                                           config={"image_size": 32, "batch_size": 16, "ngf": 8, "ndf": 8, "z_dim": 16})
         baseline = sample_to_image_set(train_generator(run), 60, seed=2)

@@ -83,9 +83,9 @@ import json, sys, time
 import django
 django.setup()
 from django.db import transaction
-from auditor import pipeline
+from auditor.audits import pipeline
 from auditor.models import Audit, DetectorRun, ImageSet, Organisation
-from auditor.tasks import run_audit_task
+from auditor.audits.tasks import run_audit_task
 
 org = Organisation.objects.get(name=%(org)r)
 sets = {s.name: s for s in ImageSet.objects.filter(organisation=org)}

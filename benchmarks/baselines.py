@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
-from auditor.baselines import (  # noqa: E402
+from auditor.generation.baselines import (  # noqa: E402
     Checkpoint,
     TrainConfig,
     TrainingImages,
@@ -51,8 +51,8 @@ from auditor.baselines import (  # noqa: E402
     save_checkpoint,
     train,
 )
-from auditor.baselines.gan import stand_generator_statistics  # noqa: E402
-from auditor.baselines.sampling import load_sampling_model  # noqa: E402
+from auditor.generation.baselines.gan import stand_generator_statistics  # noqa: E402
+from auditor.generation.baselines.sampling import load_sampling_model  # noqa: E402
 from metrics.diversity import compute_vendi_score  # noqa: E402
 from metrics.features import FeatureSet, extract_features_from_arrays  # noqa: E402
 from metrics.frechet import compute_frechet_distance, compute_real_floor  # noqa: E402

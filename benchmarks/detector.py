@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/detector.py --quick               # smoke run: tiny budgets, numbers meaningless
 
 Stages (each caches its output under --out-dir, so a later run can pick up where another machine stopped):
-  generators  train DCGAN, class-conditional DCGAN (on diagnosis) and VAE baselines (auditor.baselines) on all
+  generators  train DCGAN, class-conditional DCGAN (on diagnosis) and VAE baselines (auditor.generation.baselines) on all
               real images; sample as many images of each as there are real images
   detectors   train a detector on real vs DCGAN ("gan") and one on real vs VAE ("vae"); the real images' split is
               the same for both, and duplicates (by pixels) share a split
@@ -121,9 +121,9 @@ def generator_samples(family: str, reals: np.ndarray, diagnoses: list[str], args
         info = json.loads(str(stored["info"]))
         if info["steps"] == steps:
             return stored["images"], info
-    from auditor.baselines import TrainConfig as GeneratorConfig
-    from auditor.baselines import TrainingImages, encode_class_labels, sample, train
-    from auditor.baselines.data import preprocessing_description
+    from auditor.generation.baselines import TrainConfig as GeneratorConfig
+    from auditor.generation.baselines import TrainingImages, encode_class_labels, sample, train
+    from auditor.generation.baselines.data import preprocessing_description
 
     labels, class_names = encode_class_labels(diagnoses)
     training_images = TrainingImages(

@@ -60,7 +60,7 @@ def seed(n_readers: int, n_cases: int, image_size: int) -> dict:
     from PIL import Image as PILImage
     from rest_framework.authtoken.models import Token
 
-    from auditor.importer import run_ingest
+    from auditor.ingestion.importer import run_ingest
     from auditor.models import ImageSet, IngestJob, Membership, Organisation, Role
     from reader_study.models import ReaderProfile, Showing
     from reader_study.services import ArmSpec, StudyDesign, create_study, invite_readers, open_study

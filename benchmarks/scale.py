@@ -53,9 +53,9 @@ import hashlib, json, sys, time
 import django
 django.setup()
 from collections import Counter
-from auditor import pipeline
+from auditor.audits import pipeline
 from auditor.models import Audit, DetectorRun, ImageSet, Organisation
-from auditor.tasks import run_audit_task
+from auditor.audits.tasks import run_audit_task
 
 detector_fields = json.loads(sys.argv[1])
 org = Organisation.objects.get(name=%(org)r)

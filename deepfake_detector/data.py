@@ -6,7 +6,7 @@ or source, goes through the same two steps before the network sees it:
 
 1. ``standardise_image``: decode, apply the EXIF orientation, drop alpha/metadata, convert to RGB, crop the centred
    square, resize to a fixed side with Pillow's Lanczos filter (antialiased when shrinking) -> uint8 HxWx3. Lanczos
-   because the baseline generators (auditor/baselines) are trained on images resized that way: a different filter
+   because the baseline generators (auditor/generation/baselines) are trained on images resized that way: a different filter
    for the real class would hand the detector a difference that is ours, not the generator's.
 2. ``encode_for_model``: an in-memory JPEG round trip at a fixed quality (4:4:4, no chroma subsampling), so the last
    encoder every pixel passed through is the same one for both classes.

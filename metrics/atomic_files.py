@@ -2,7 +2,7 @@
 
 The one implementation of "temporary file in the same folder, then rename" for every library and service module
 that writes results others read concurrently (feature cache, image blobs, checkpoints, reports, blinded
-renderings). It lives in `metrics/` because that is the lowest Django-free package: `auditor/baselines`,
+renderings). It lives in `metrics/` because that is the lowest Django-free package: `auditor/generation/baselines`,
 `deepfake_detector` and the Django apps may all import it.
 """
 from __future__ import annotations

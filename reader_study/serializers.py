@@ -5,7 +5,7 @@ from django.urls import reverse
 from rest_framework import serializers
 
 from auditor.access import WRITE_ROLES, organisation_ids
-from auditor.api.serializers import MAX_ID
+from auditor.api.schema import MAX_ID
 from auditor.models import Organisation
 
 from .models import Assignment, Showing, Study, StudyArm

@@ -10,15 +10,14 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from .. import pipeline
-from ..access import READ_ROLES, WRITE_ROLES, organisation_ids
-from ..models import Audit, DetectorRun, ImageSet, Report
-from ..models.audits import DEFAULT_CRITERIA
-from .. import reporting
-from ..reporting import ReportError, ReportGenerationError, approve_report
-from ..tasks import continue_audit_task, run_audit_task
-from .permissions import ImageSetRolePermission
-from .schema import error_responses
+from auditor.access import READ_ROLES, WRITE_ROLES, organisation_ids
+from auditor.api.permissions import ImageSetRolePermission
+from auditor.api.schema import error_responses
+from auditor.audits import pipeline
+from auditor.audits.tasks import continue_audit_task, run_audit_task
+from auditor.models import Audit, DetectorRun, ImageSet, Report
+from auditor.models.audits import DEFAULT_CRITERIA
+from auditor.reporting.issuing import ReportError, ReportGenerationError, approve_report, retry_report
 
 
 def _writable_sets(request):
@@ -143,7 +142,7 @@ class AuditViewSet(mixins.CreateModelMixin, mixins.ListModelMixin, mixins.Retrie
         stored results are reused, not recomputed."""
         audit = self.get_object()
         try:
-            reporting.retry_report(audit, enqueue=lambda audit_id: continue_audit_task.delay(audit_id))
+            retry_report(audit, enqueue=lambda audit_id: continue_audit_task.delay(audit_id))
         except ReportError as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         audit.refresh_from_db()

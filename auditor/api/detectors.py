@@ -7,11 +7,11 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from ..access import READ_ROLES, WRITE_ROLES, organisation_ids
-from ..detector_scoring import ScoringError, create_detector_run, request_scoring, training_set_problems
-from ..models import DetectorRun, DetectorScoring, ImageScore, ImageSet
-from .permissions import ImageSetRolePermission
-from .views import _int_param
+from auditor.access import READ_ROLES, WRITE_ROLES, organisation_ids
+from auditor.api.permissions import ImageSetRolePermission
+from auditor.api.views import _int_param
+from auditor.detection.service import ScoringError, create_detector_run, request_scoring, training_set_problems
+from auditor.models import DetectorRun, DetectorScoring, ImageScore, ImageSet
 
 
 def _writable_sets(request):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
-from ..access import READ_ROLES, WRITE_ROLES, can_write, has_any_role
+from auditor.access import READ_ROLES, WRITE_ROLES, can_write, has_any_role
 
 
 class ImageSetRolePermission(BasePermission):

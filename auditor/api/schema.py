@@ -1,5 +1,5 @@
 """OpenAPI: the error answers an operation can give, so that clients (and the schemathesis contract test,
-tests/auditor/test_schemathesis.py) know them.
+tests/auditor/api/test_schemathesis.py) know them.
 
 drf-spectacular documents success responses only. `document_error_responses` (a post-processing hook, see
 SPECTACULAR_SETTINGS) adds the errors that follow from how an operation is reached:
@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
+
+MAX_ID = 2**63 - 1  # ids and seeds in requests: the largest value of a signed 64-bit database column
 
 
 class ErrorDetailSerializer(serializers.Serializer):

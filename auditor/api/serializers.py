@@ -2,13 +2,12 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from ..access import WRITE_ROLES, organisation_ids
-from ..models import Image, ImageSet, IngestError, IngestJob, Organisation
-
+from auditor.access import WRITE_ROLES, organisation_ids
+from auditor.api.schema import MAX_ID
+from auditor.models import Image, ImageSet, IngestError, IngestJob, Organisation
 
 # Ids are 64-bit integers in every database we run on: a bigger number in a filter or an id list would make the
 # query itself fail (a 500) instead of matching nothing, so inputs are bounded by it.
-MAX_ID = 2**63 - 1
 
 
 class ImageSetSerializer(serializers.ModelSerializer):

@@ -7,13 +7,13 @@ from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
-from ..access import READ_ROLES, WRITE_ROLES, organisation_ids
-from ..generators import CONDITION_LABELS, GeneratorError, sample_to_image_set
-from ..models import GeneratorRun, ImageSet
-from ..tasks import train_generator_task
-from .permissions import ImageSetRolePermission
-from .schema import error_responses
-from .serializers import MAX_ID, ImageSetSerializer
+from auditor.access import READ_ROLES, WRITE_ROLES, organisation_ids
+from auditor.api.permissions import ImageSetRolePermission
+from auditor.api.schema import MAX_ID, error_responses
+from auditor.api.serializers import ImageSetSerializer
+from auditor.generation.runs import CONDITION_LABELS, GeneratorError, sample_to_image_set
+from auditor.generation.tasks import train_generator_task
+from auditor.models import GeneratorRun, ImageSet
 
 
 class GeneratorRunSerializer(serializers.ModelSerializer):

@@ -2,7 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
-from . import audits, detectors, training, views
+from auditor.api import audits, detectors, training, views
 
 router = DefaultRouter()
 router.register("image-sets", views.ImageSetViewSet, basename="imageset")

@@ -13,15 +13,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
-from ..access import READ_ROLES, organisation_ids, readable_image_sets
-from ..generators import make_copy_baseline
-from ..importer import delete_image_set
-from ..models import Image, ImageSet, IngestError, IngestJob
-from ..uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
-from .permissions import ImageSetRolePermission
-from .schema import error_responses
-from .serializers import (
-    MAX_ID,
+from auditor.access import READ_ROLES, organisation_ids, readable_image_sets
+from auditor.api.permissions import ImageSetRolePermission
+from auditor.api.schema import MAX_ID, error_responses
+from auditor.api.serializers import (
     CopyBaselineSerializer,
     ImageSerializer,
     ImageSetDetailSerializer,
@@ -30,6 +25,10 @@ from .serializers import (
     IngestJobSerializer,
     UploadSerializer,
 )
+from auditor.generation.runs import make_copy_baseline
+from auditor.ingestion.importer import delete_image_set
+from auditor.ingestion.uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
+from auditor.models import Image, ImageSet, IngestError, IngestJob
 
 IMAGE_SET_FILTER = OpenApiParameter("image_set", OpenApiTypes.INT, description="only this image set")
 

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from ..models import ImageSet
-from ..models.training import TrainingRun, TrainingStatus
+from auditor.models import ImageSet
+from auditor.models.training import TrainingRun, TrainingStatus
 
 FINISHED = {TrainingStatus.SUCCEEDED, TrainingStatus.CANCELLED, TrainingStatus.FAILED}
 

@@ -1,8 +1,8 @@
 """All DermAudit models; split by concern, imported here so `auditor.models.X` keeps working."""
-from .audits import Audit, AuditChunk, AuditResult, Report
-from .core import DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Membership, Organisation, Role
-from .scoring import DetectorScoring
-from .training import DetectorRun, GeneratorRun, ImageScore
+from auditor.models.audits import Audit, AuditChunk, AuditResult, Report
+from auditor.models.core import DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Membership, Organisation, Role
+from auditor.models.scoring import DetectorScoring
+from auditor.models.training import DetectorRun, GeneratorRun, ImageScore
 
 __all__ = [
     "Audit", "AuditChunk", "AuditResult", "DetectorRun", "DetectorScoring", "DuplicateRecord", "GeneratorRun", "Image", "ImageScore", "ImageSet",

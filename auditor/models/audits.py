@@ -6,8 +6,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from .core import ImageSet, Organisation
-from .training import DetectorRun
+from auditor.models.core import ImageSet, Organisation
+from auditor.models.training import DetectorRun
 
 STAGES = ["features", "fidelity", "phototype", "memorization", "detector", "explanations", "report"]
 
@@ -59,7 +59,7 @@ class Audit(models.Model):
     locked_at = models.DateTimeField(null=True, blank=True, help_text="criteria are frozen from this moment")
     error = models.TextField(blank=True)
     # Who runs the set-level stages ("worker-hostname token"), until when; empty runner with a future time means a
-    # continue task was sent and is waiting for a worker. A worker renews its lease while it runs (pipeline.py).
+    # continue task was sent and is waiting for a worker. A worker renews its lease while it runs (auditor/audits/pipeline.py).
     runner = models.CharField(max_length=250, blank=True)
     runner_lease_expires_at = models.DateTimeField(null=True, blank=True)
 
@@ -124,7 +124,7 @@ class AuditChunk(models.Model):
     seconds = models.FloatField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     # The worker working on it now and until when its lease runs (renewed while it works); a claim whose lease ran
-    # out belongs to a dead worker and is handed to another (auditor/recovery.py). Attempts counts the claims.
+    # out belongs to a dead worker and is handed to another (auditor/audits/recovery.py). Attempts counts the claims.
     claimed_by = models.CharField(max_length=200, blank=True)
     claimed_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .core import ImageSet
-from .training import DetectorRun
+from auditor.models.core import ImageSet
+from auditor.models.training import DetectorRun
 
 
 class DetectorScoring(models.Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from .core import Image, ImageSet, Organisation
+from auditor.models.core import Image, ImageSet, Organisation
 
 
 class TrainingStatus(models.TextChoices):

@@ -10,13 +10,13 @@ from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from .. import pipeline
-from ..access import READ_ROLES, WRITE_ROLES, can_write, organisation_ids
-from ..models import Audit, ImageSet, Report
-from ..models.audits import DEFAULT_CRITERIA
-from ..reporting import ReportError, approve_report
-from ..tasks import run_audit_task
-from .views import _require
+from auditor.access import READ_ROLES, WRITE_ROLES, can_write, organisation_ids
+from auditor.audits import pipeline
+from auditor.audits.tasks import run_audit_task
+from auditor.models import Audit, ImageSet, Report
+from auditor.models.audits import DEFAULT_CRITERIA
+from auditor.reporting.issuing import ReportError, approve_report
+from auditor.web.views import _require
 
 
 class AuditForm(forms.ModelForm):

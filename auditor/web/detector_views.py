@@ -9,17 +9,17 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from ..access import READ_ROLES, WRITE_ROLES, can_write, organisation_ids
-from ..detector_scoring import (
+from auditor.access import READ_ROLES, WRITE_ROLES, can_write, organisation_ids
+from auditor.detection.service import (
     ACTIVE_SCORING,
     ScoringError,
     create_detector_run,
     request_scoring,
     training_set_problems,
 )
-from ..models import DetectorRun, ImageScore, ImageSet
-from ..models.training import ACTIVE_TRAINING
-from .views import _require
+from auditor.models import DetectorRun, ImageScore, ImageSet
+from auditor.models.training import ACTIVE_TRAINING
+from auditor.web.views import _require
 
 METRIC_ROWS = [
     ("ROC AUC", "roc_auc"), ("Average precision", "average_precision"), ("Accuracy at 0.5", "accuracy_at_0_5"),

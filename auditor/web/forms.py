@@ -1,7 +1,7 @@
 from django import forms
 
-from ..generators import CONDITION_LABELS
-from ..models import GeneratorRun, ImageSet
+from auditor.generation.runs import CONDITION_LABELS
+from auditor.models import GeneratorRun, ImageSet
 
 
 class ImageSetForm(forms.ModelForm):

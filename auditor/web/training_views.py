@@ -8,12 +8,12 @@ from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from ..access import READ_ROLES, can_write, organisation_ids
-from ..generators import GeneratorError, sample_to_image_set
-from ..models import GeneratorRun
-from ..tasks import train_generator_task
-from .forms import SampleForm, TrainForm
-from .views import _require, readable_image_sets
+from auditor.access import READ_ROLES, can_write, organisation_ids
+from auditor.generation.runs import GeneratorError, sample_to_image_set
+from auditor.generation.tasks import train_generator_task
+from auditor.models import GeneratorRun
+from auditor.web.forms import SampleForm, TrainForm
+from auditor.web.views import _require, readable_image_sets
 
 
 def _runs(user):

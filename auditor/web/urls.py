@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import audit_views, detector_views, training_views, views
+from auditor.web import audit_views, detector_views, training_views, views
 
 app_name = "web"
 urlpatterns = [

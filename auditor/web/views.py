@@ -11,10 +11,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from ..access import READ_ROLES, WRITE_ROLES, can_write, has_any_role, organisation_ids, readable_image_sets
-from ..models import ImageSet, IngestJob, Organisation
-from ..uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
-from .forms import ImageSetForm, TrainForm
+from auditor.access import READ_ROLES, WRITE_ROLES, can_write, has_any_role, organisation_ids, readable_image_sets
+from auditor.ingestion.uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
+from auditor.models import IngestJob, Organisation
+from auditor.web.forms import ImageSetForm, TrainForm
 
 
 def _require(user, roles) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-from auditor.ingest import LABELS_FILE_NAME
+from auditor.ingestion.rules import LABELS_FILE_NAME
 
 ESCAPE_MARKER = "escaped-by-fuzz"  # every path-traversal target carries it; no file by that name may appear
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.core.files.storage import default_storage
 
-from auditor.importer import run_ingest
+from auditor.ingestion.importer import run_ingest
 from auditor.models import ImageSet, IngestJob
 
 

@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 
 from auditor.models import Audit, GeneratorRun, Image, ImageSet, Report, IngestError, IngestJob, Organisation, Role
 
-from .conftest import api_client_for, image_bytes, make_user
+from tests.auditor.conftest import api_client_for, image_bytes, make_user
 
 pytestmark = pytest.mark.django_db
 

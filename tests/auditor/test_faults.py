@@ -26,14 +26,17 @@ from django.test import Client
 from pypdf import PdfReader
 from reportlab.platypus.doctemplate import LayoutError
 
-from auditor import audit_stage_impl, importer, reporting, tasks
+from auditor.audits import stages
+from auditor.ingestion import importer
+from auditor.ingestion import tasks as ingestion_tasks
+from auditor.reporting import issuing
 from auditor.models import Audit, DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Report, Role
-from auditor.reports import pdf as pdf_module
-from auditor.tasks import ingest_task
+from auditor.reporting import pdf as pdf_module
+from auditor.ingestion.tasks import ingest_task
 
-from .conftest import api_client_for, image_bytes, zip_bytes
-from .ingest_helpers import ingest_paths, stored_blob_files
-from .test_audit_pipeline import _subset
+from tests.auditor.conftest import api_client_for, image_bytes, zip_bytes
+from tests.auditor.ingest_helpers import ingest_paths, stored_blob_files
+from tests.auditor.audits.test_pipeline import _subset
 
 N_IMAGES = 150  # three chunks of 64: the fault lands in the second
 
@@ -148,7 +151,7 @@ def assert_reports_consistent(audit: Audit) -> list[Report]:
     for report in reports:
         assert sha256_of(report.pdf) == report.pdf_sha256, f"v{report.version}: PDF does not match its SHA-256"
         assert json.loads(Path(report.json).read_text())["pdf_sha256"] == report.pdf_sha256
-    folder = Path(reporting.report_folder(audit))
+    folder = Path(issuing.report_folder(audit))
     assert not list(folder.glob(".tmp-*")) and not list(folder.glob("*.partial")), "a half-written file was left behind"
     return reports
 
@@ -183,7 +186,7 @@ def fresh_connection_afterwards(transactional_db):
 @pytest.mark.parametrize("where", ["inside the chunk transaction", "between chunks", "after the commit, before its ack"])
 def test_dropped_connection_is_retried_and_the_batch_completes(where, image_set, big_zip, monkeypatch, quick_reconnect,
                                                                fresh_connection_afterwards, caplog):
-    caplog.set_level(logging.WARNING, logger="auditor.importer")
+    caplog.set_level(logging.WARNING, logger="auditor.ingestion.importer")
     drops = {"n": 0}
     real_bulk_create = Image.objects.bulk_create
     real_commit = connections["default"].commit
@@ -236,8 +239,8 @@ def test_database_gone_for_good_marks_the_job_failed_then_a_retry_completes(imag
     """The connection drops at every commit after the first chunk, and once more as the failure is recorded: the
     retries give up, the job is marked failed (on a fresh connection) with the committed chunk whole; re-running
     the task once the database is back completes the batch without storing anything twice."""
-    caplog.set_level(logging.WARNING, logger="auditor.importer")
-    real_make_durable, real_mark_failed = importer.make_durable, tasks.mark_failed
+    caplog.set_level(logging.WARNING, logger="auditor.ingestion.importer")
+    real_make_durable, real_mark_failed = importer.make_durable, ingestion_tasks.mark_failed
     attempts = {"n": 0}
 
     def database_down(paths):
@@ -251,7 +254,7 @@ def test_database_gone_for_good_marks_the_job_failed_then_a_retry_completes(imag
         real_mark_failed(job, message)
 
     monkeypatch.setattr(importer, "make_durable", database_down)
-    monkeypatch.setattr(tasks, "mark_failed", drop_then_mark_failed)
+    monkeypatch.setattr(ingestion_tasks, "mark_failed", drop_then_mark_failed)
     job = IngestJob.objects.create(image_set=image_set, source="batch.zip", source_paths=[str(big_zip)])
     with pytest.raises(Exception) as raised:
         ingest_task(str(job.pk))
@@ -269,7 +272,7 @@ def test_database_gone_for_good_marks_the_job_failed_then_a_retry_completes(imag
     assert len(stored_blob_files()) == 2 * importer.CHUNK_SIZE  # chunk 2's blobs wait, unreferenced, for the retry
 
     monkeypatch.setattr(importer, "make_durable", real_make_durable)
-    monkeypatch.setattr(tasks, "mark_failed", real_mark_failed)
+    monkeypatch.setattr(ingestion_tasks, "mark_failed", real_mark_failed)
     ingest_task(str(job.pk))
     job.refresh_from_db()
     assert job.status == IngestJob.Status.SUCCEEDED
@@ -415,7 +418,7 @@ def test_report_stage_fails_on_a_corrupt_picture_keeps_earlier_results_and_a_ret
     ingest_paths(generated, [_subset(pad_dir, tmp_path, "gen", 40, step=10)])
 
     # The fault: after the memorisation stage wrote its picture pairs, the first one is damaged in media storage.
-    real_memorization = audit_stage_impl.STAGE_FUNCTIONS["memorization"]
+    real_memorization = stages.STAGE_FUNCTIONS["memorization"]
     damaged: dict[str, bytes] = {}
 
     def memorization_then_damage(audit):
@@ -425,7 +428,7 @@ def test_report_stage_fails_on_a_corrupt_picture_keeps_earlier_results_and_a_ret
         path.write_bytes(damaged[str(path)][: len(damaged[str(path)]) // 3])  # truncated, as by a failing disk
         return result
 
-    monkeypatch.setitem(audit_stage_impl.STAGE_FUNCTIONS, "memorization", memorization_then_damage)
+    monkeypatch.setitem(stages.STAGE_FUNCTIONS, "memorization", memorization_then_damage)
     audit = Audit.objects.create(organisation=org, name="faulty report", created_by=quality_user,
                                  generated_set=generated, reference_set=reference)
     with django_capture_on_commit_callbacks(execute=True):
@@ -441,7 +444,7 @@ def test_report_stage_fails_on_a_corrupt_picture_keeps_earlier_results_and_a_ret
     assert broken_path in progress["error"] and "section 8 (Memorization)" in progress["error"]
     assert "Traceback" not in progress["error"]
     assert not Report.objects.filter(audit=audit).exists()
-    assert not list(Path(reporting.report_folder(audit)).iterdir())  # no half-written report files
+    assert not list(Path(issuing.report_folder(audit)).iterdir())  # no half-written report files
 
     results = quality_client.get(f"/api/audits/{audit.pk}/results/").json()
     earlier = ["fidelity", "phototype", "memorization", "detector", "explanations"]
@@ -481,12 +484,12 @@ def finished_audit(org, quality_user, tmp_path):
         sets.append(image_set)
     audit = Audit.objects.create(organisation=org, name="approval faults", created_by=quality_user, generated_set=sets[0],
                                  reference_set=sets[1], status=Audit.Status.SUCCEEDED)
-    reporting.issue_draft(audit)
+    issuing.issue_draft(audit)
     return audit
 
 
 def _report_files(audit: Audit) -> set[str]:
-    return {p.name for p in Path(reporting.report_folder(audit)).iterdir()}
+    return {p.name for p in Path(issuing.report_folder(audit)).iterdir()}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -532,7 +535,7 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
     assert _report_files(audit) == v1_files
 
     # d) Both files are written, then the database connection drops before the version's row is committed.
-    real_write = reporting.write_file_atomically
+    real_write = issuing.write_file_atomically
     writes = {"n": 0}
 
     def write_then_drop(target, data):
@@ -542,7 +545,7 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
             drop_database_connection()
 
     with monkeypatch.context() as patch:
-        patch.setattr(reporting, "write_file_atomically", write_then_drop)
+        patch.setattr(issuing, "write_file_atomically", write_then_drop)
         assert_nothing_issued(admin.post(url), 503, "could not be recorded", "no new version was issued")
     # The cleanup could not ask the database whether a row points at the attempt's files, so it kept them:
     # unreferenced files are harmless, a row without its file is not.
@@ -562,15 +565,15 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
 def test_a_losing_writer_of_the_same_version_cannot_change_the_recorded_file(finished_audit):
     """Two writers of one version (two redeliveries of the report stage, say): the second fails on the database's
     uniqueness, and the file the first recorded keeps the bytes its SHA-256 names."""
-    from auditor.report_builder import build_document
+    from auditor.reporting.builder import build_document
 
     audit = finished_audit
     first = build_document(audit, version=2, status="draft", prepared_by=audit.created_by)
     second = build_document(audit, version=2, status="draft", prepared_by=audit.created_by)
     second.title += " (second writer)"
-    recorded = reporting.write_report(audit, first, prepared_by=audit.created_by)
+    recorded = issuing.write_report(audit, first, prepared_by=audit.created_by)
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
-        reporting.write_report(audit, second, prepared_by=audit.created_by)
+        issuing.write_report(audit, second, prepared_by=audit.created_by)
     assert sha256_of(recorded.pdf) == recorded.pdf_sha256
     assert_reports_consistent(audit)
-    assert len(list(Path(reporting.report_folder(audit)).glob("report-v2*"))) == 2  # the loser's files are removed
+    assert len(list(Path(issuing.report_folder(audit)).glob("report-v2*"))) == 2  # the loser's files are removed

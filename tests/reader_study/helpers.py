@@ -11,7 +11,7 @@ from django.utils import timezone
 from PIL import Image as PILImage
 from PIL import PngImagePlugin
 
-from auditor.importer import run_ingest
+from auditor.ingestion.importer import run_ingest
 from auditor.models import ImageSet, IngestJob, Membership, Organisation, Role
 from reader_study.models import Answer, ReaderProfile, Showing, Study
 from reader_study.services import ArmSpec, StudyDesign, close_study, create_study, invite_readers, open_study

@@ -105,8 +105,8 @@ def test_interim_view_is_labelled_and_not_stored(org, study, quality_user):
 def test_audit_report_uses_the_linked_studys_reader_averaged_auc(closed_study, org, image_sets, quality_user):
     """The audit's reader section and its reader_auc criterion read the study's stored OR-Hillis result."""
     from auditor.models import Audit
-    from auditor.report_builder import evaluate_criteria
-    from auditor.report_sections import reader_section, reader_summary
+    from auditor.reporting.criteria import evaluate_criteria, reader_summary
+    from auditor.reporting.sections import reader_section
 
     real, synthetic = image_sets
     audit = Audit.objects.create(organisation=org, name="with readers", created_by=quality_user, generated_set=synthetic,

@@ -15,12 +15,12 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from ... import pipeline
-from ...generators import sample_to_image_set, train_generator
-from ...importer import run_ingest
-from ...models import Audit, GeneratorRun, ImageSet, IngestJob, Membership, Organisation, Role
-from ...summary import image_set_summary
-from ...tasks import run_audit_task
+from auditor.audits import pipeline
+from auditor.audits.tasks import run_audit_task
+from auditor.generation.runs import sample_to_image_set, train_generator
+from auditor.ingestion.importer import run_ingest
+from auditor.ingestion.summary import image_set_summary
+from auditor.models import Audit, GeneratorRun, ImageSet, IngestJob, Membership, Organisation, Role
 
 DEFAULT_REFERENCE = settings.BASE_DIR.parent / "shared" / "data" / "isic-uda1"
 

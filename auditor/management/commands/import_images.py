@@ -5,9 +5,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...importer import run_ingest
-from ...models import ImageSet, IngestJob, Organisation
-from ...summary import image_set_summary
+from auditor.ingestion.importer import run_ingest
+from auditor.ingestion.summary import image_set_summary
+from auditor.models import ImageSet, IngestJob, Organisation
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand
 
-from ...models import Audit
-from ...tasks import recover_audits
+from auditor.audits.tasks import recover_audits
+from auditor.models import Audit
 
 
 class Command(BaseCommand):

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...generators import sample_to_image_set
-from ...models import GeneratorRun
-from ...models.training import TrainingStatus
-from ...tasks import train_generator_task
-from ..training_commands import find_image_set, finished_or_fail, run_training_task
+from auditor.generation.runs import sample_to_image_set
+from auditor.generation.tasks import train_generator_task
+from auditor.management.training_commands import find_image_set, finished_or_fail, run_training_task
+from auditor.models import GeneratorRun
+from auditor.models.training import TrainingStatus
 
 
 class Command(BaseCommand):

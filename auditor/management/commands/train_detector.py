@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ...detector_tasks import train_detector_task
-from ...models import DetectorRun
-from ...models.training import TrainingStatus
-from ..training_commands import find_image_set, finished_or_fail, run_training_task
+from auditor.detection.tasks import train_detector_task
+from auditor.management.training_commands import find_image_set, finished_or_fail, run_training_task
+from auditor.models import DetectorRun
+from auditor.models.training import TrainingStatus
 
 
 class Command(BaseCommand):

@@ -1,0 +1,126 @@
+"""Audit results → report document (the JSON twin) with the sections of a regulatory-style report.
+
+The criteria come from auditor.reporting.criteria (evaluated once from the stored stage results), so the PDF,
+the JSON twin, the web page and the API all show the same verdicts.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections import Counter
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from functools import lru_cache
+
+from django.apps import apps
+from django.conf import settings
+from django.utils import timezone
+
+from auditor.models import Audit, ImageSet
+from auditor.reporting import Callout, Facts, Paragraph, ReportDocument, Section, Table
+from auditor.reporting.criteria import evaluate_criteria, results_of
+from auditor.reporting.sections import (
+    data_section,
+    detector_section,
+    fidelity_section,
+    limitations_section,
+    memorization_section,
+    methods_section,
+    phototype_section,
+    reader_section,
+)
+
+
+@lru_cache(maxsize=1)
+def software_version() -> str:
+    """The git commit the service runs (set DERMAUDIT_VERSION where the tree has no .git)."""
+    if os.environ.get("DERMAUDIT_VERSION"):
+        return os.environ["DERMAUDIT_VERSION"]
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=settings.BASE_DIR, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=settings.BASE_DIR,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return f"{sha}{'+local-changes' if dirty else ''}"
+    except (OSError, subprocess.SubprocessError):
+        # The app module's __version__, looked up through Django's registry (no import of the root package).
+        return f"dermaudit {apps.get_app_config('auditor').module.__version__} (no git)"
+
+
+def _utc(moment: datetime | None) -> str | None:
+    return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def summary_section(criteria: list[dict]) -> Section:
+    counts = Counter(row["status"] for row in criteria)
+    verdict = "fail" if counts["FAIL"] else "pass"
+    text = (f"{counts['FAIL']} of {counts['PASS'] + counts['FAIL']} evaluated criteria failed."
+            if counts["FAIL"] else f"All {counts['PASS']} evaluated criteria passed.")
+    if counts["N/A"]:
+        text += f" {counts['N/A']} criteria were not evaluated (reasons in the table notes and section 11)."
+    table = Table(["Criterion", "Compared value", "95% CI", "Threshold", "Status"],
+                  [[row["name"], row["value"], tuple(row["ci"]) if any(v is not None for v in row["ci"]) else None,
+                    row["threshold_text"], row["status"]] for row in criteria],
+                  "Pre-specified acceptance criteria (frozen when the audit started)", status_column=4)
+    notes = [f"{row['name']}: {row['basis']}" + (f" — not evaluated: {row['reason']}" if row["status"] == "N/A" and row["reason"] else "")
+             for row in criteria]
+    return Section(1, "Executive summary", [Callout(verdict, text), table, Paragraph("\n".join(notes))])
+
+
+def scope_section(audit: Audit) -> Section:
+    generated = audit.generated_set
+    return Section(2, "Intended use and scope", [Facts([
+        ("Generated set", generated.name), ("Kind", generated.kind),
+        ("Intended use", generated.intended_use or "not stated by the submitter"),
+        ("Description", generated.description or "—"),
+        ("Generator", f"{generated.generator_name or 'not stated'} {generated.generator_version}".strip()),
+    ])])
+
+
+def _set_row(label: str, image_set: ImageSet | None) -> list[tuple[str, str]]:
+    if image_set is None:
+        return []
+    rows = [(f"{label} set", f"{image_set.name} ({image_set.images.count()} images, created {_utc(image_set.created_at)})"),
+            (f"{label} manifest SHA-256", image_set.manifest_sha256)]
+    if image_set.generator_weights_sha256:
+        rows.append((f"{label} generator weights SHA-256", image_set.generator_weights_sha256))
+    return rows
+
+
+def traceability_section(audit: Audit, results: dict) -> Section:
+    extractor = (results.get("fidelity") or {}).get("extractor") or {}
+    detector = results.get("detector") or {}
+    rows = [("Audit", f"#{audit.pk} {audit.name}"), ("Organisation", str(audit.organisation)),
+            ("Operator", audit.created_by.username if audit.created_by else "—"),
+            ("Started", _utc(audit.started_at) or "—"), ("Criteria frozen", _utc(audit.locked_at) or "—")]
+    rows += _set_row("Generated", audit.generated_set) + _set_row("Reference", audit.reference_set)
+    rows += _set_row("Training", audit.training_set) + _set_row("Baseline", audit.baseline_set)
+    rows += [("Feature extractor", f"{extractor.get('extractor', '—')} [{extractor.get('preprocessing_id', '')}]"),
+             ("Extractor weights SHA-256", extractor.get("weights_sha256", "—"))]
+    if detector.get("available"):
+        rows += [("Detector", f"run #{detector['detector_run']} [{detector['preprocessing']}]"),
+                 ("Detector weights SHA-256", detector["detector_sha256"])]
+    return Section(3, "Identification and traceability", [Facts(rows)])
+
+
+def build_document(audit: Audit, *, version: int, status: str, prepared_by, approved_by=None, approved_at=None) -> ReportDocument:
+    results = results_of(audit)
+    criteria = evaluate_criteria(audit, results)
+    sections = [
+        summary_section(criteria), scope_section(audit), traceability_section(audit, results), data_section(audit),
+        methods_section(audit, results), fidelity_section(audit, results), phototype_section(audit, results),
+        memorization_section(audit, results), detector_section(audit, results), reader_section(audit),
+        limitations_section(audit, results, criteria),
+        Section(12, "Sign-off", [Facts([
+            ("Prepared by", prepared_by.username if prepared_by else "—"),
+            ("Reviewed and approved by", approved_by.username if approved_by else "pending (draft)"),
+            ("Approved at (UTC)", _utc(approved_at) or "—"),
+            ("Approval rule", "an organisation admin other than the preparer; approval issues a new version"),
+        ])]),
+    ]
+    return ReportDocument(
+        report_id=f"DA-{audit.pk:05d}", version=version, status=status, title=f"Synthetic image audit: {audit.name}",
+        generated_at_utc=_utc(timezone.now()), software_version=software_version(),
+        seeds={"audit": int(audit.seed)}, prepared_by=prepared_by.username if prepared_by else "—",
+        approved_by=approved_by.username if approved_by else None, approved_at_utc=_utc(approved_at), sections=sections,
+    )

@@ -1,0 +1,78 @@
+"""An audit is refused, with the reason, when its inputs are not ready: sets still importing, empty, the same set
+twice; a set whose manifest was never recorded gets it before the run, so the report can always trace it."""
+from __future__ import annotations
+
+import pytest
+
+from auditor.models import Audit, AuditChunk, ImageSet, IngestJob
+
+from tests.auditor.conftest import image_bytes
+from tests.auditor.ingest_helpers import ingest_paths
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def two_sets(org, quality_user, tmp_path):
+    sets = []
+    for index, (name, kind) in enumerate([("generated", "generated"), ("reference", "reference")]):
+        folder = tmp_path / name
+        folder.mkdir()
+        for i in range(3):
+            (folder / f"{name}_{i}.png").write_bytes(image_bytes(seed=10 * index + i))
+        image_set = ImageSet.objects.create(organisation=org, name=name, kind=kind, created_by=quality_user)
+        ingest_paths(image_set, [folder])
+        sets.append(image_set)
+    return sets
+
+
+def _draft(org, quality_user, generated, reference) -> Audit:
+    return Audit.objects.create(organisation=org, name="a", created_by=quality_user, generated_set=generated,
+                                reference_set=reference)
+
+
+def test_a_set_with_an_unfinished_import_is_refused_with_the_reason(two_sets, org, quality_user, quality_client):
+    generated, reference = two_sets
+    IngestJob.objects.create(image_set=generated, source="batch-2.zip", status=IngestJob.Status.RUNNING)
+    audit = _draft(org, quality_user, generated, reference)
+
+    response = quality_client.post(f"/api/audits/{audit.pk}/run/")
+
+    assert response.status_code == 400
+    assert "the generated set 'generated' has an import that has not finished" in response.json()["detail"]
+    audit.refresh_from_db()
+    assert audit.status == Audit.Status.DRAFT and audit.locked_at is None  # still editable, nothing queued
+    assert not AuditChunk.objects.filter(audit=audit).exists()
+
+
+def test_a_missing_manifest_is_recorded_before_the_run(two_sets, org, quality_user):
+    from auditor.audits import pipeline
+
+    generated, reference = two_sets
+    expected = reference.manifest_sha256
+    assert len(expected) == 64
+    ImageSet.objects.filter(pk=reference.pk).update(manifest_sha256="")  # as after an import that died mid-way
+    audit = _draft(org, quality_user, generated, reference)
+
+    pipeline.start_audit(audit, enqueue=lambda audit_id: None)  # validated and queued; not run here
+
+    reference.refresh_from_db()
+    assert reference.manifest_sha256 == expected
+    assert Audit.objects.get(pk=audit.pk).status == Audit.Status.QUEUED
+
+
+@pytest.mark.parametrize("case, message", [
+    ("same", "the generated and reference sets must differ"),
+    ("empty", "the reference set 'empty' has no images"),
+])
+def test_unusable_inputs_are_refused(two_sets, org, quality_user, quality_client, case, message):
+    generated, reference = two_sets
+    if case == "same":
+        reference = generated
+    else:
+        reference = ImageSet.objects.create(organisation=org, name="empty", kind="reference", created_by=quality_user)
+    audit = _draft(org, quality_user, generated, reference)
+
+    response = quality_client.post(f"/api/audits/{audit.pk}/run/")
+
+    assert response.status_code == 400 and message in response.json()["detail"]
