@@ -1,13 +1,16 @@
 from django.urls import path
 
-from auditor.web import audit_views, detector_views, training_views, views
+from auditor.web import audit_views, detector_views, image_views, training_views, views
 
 app_name = "web"
 urlpatterns = [
     path("", views.home, name="home"),
     path("sets/", views.imageset_list, name="imageset-list"),
     path("sets/<int:pk>/", views.imageset_detail, name="imageset-detail"),
+    path("sets/<int:pk>/images/", image_views.imageset_images, name="imageset-images"),
     path("sets/<int:pk>/upload/", views.imageset_upload, name="imageset-upload"),
+    path("images/<int:pk>/", image_views.image_detail, name="image-detail"),
+    path("images/<int:pk>/thumbnail/<int:size>/", image_views.image_thumbnail, name="image-thumbnail"),
     path("jobs/<uuid:job_id>/", views.job_status, name="job-status"),
     path("sets/<int:pk>/train/", training_views.start_training, name="imageset-train"),
     path("audits/", audit_views.audit_list, name="audit-list"),

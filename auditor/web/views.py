@@ -15,6 +15,7 @@ from auditor.access import READ_ROLES, WRITE_ROLES, can_write, has_any_role, org
 from auditor.ingestion.uploads import UploadStorageError, UploadTooLarge, received_files, stage_uploads, start_job
 from auditor.models import IngestJob, Organisation
 from auditor.web.forms import ImageSetForm, TrainForm
+from auditor.web.thumbnails import grid_cells
 
 
 def _require(user, roles) -> None:
@@ -70,6 +71,7 @@ def imageset_detail(request, pk: int):
         "set": image_set,
         "counts": image_set.label_counts(),
         "image_count": image_set.images.count(),
+        "preview": grid_cells(image_set.images.order_by("id")[:12]),
         "errors": image_set.ingest_errors.all()[:500],
         "duplicates": image_set.duplicate_records.select_related("duplicate_of")[:500],
         "jobs": image_set.ingest_jobs.all()[:10],
@@ -78,7 +80,6 @@ def imageset_detail(request, pk: int):
         "train_form": TrainForm(),
     }
     return render(request, "auditor/imageset_detail.html", context)
-
 
 
 @login_required

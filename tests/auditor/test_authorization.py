@@ -123,6 +123,10 @@ MATRIX = {
     "web:home": [("get", lambda o: "/", None, _status(302, 302, 302, 302, 302), None)],  # readers go to their studies
     "web:imageset-list": [("get", lambda o: "/sets/", None, WEB_READ, None)],
     "web:imageset-detail": [("get", lambda o: f"/sets/{o['set'].pk}/", None, WEB_READ, WEB_HIDDEN)],
+    # Images, their thumbnails and pages: never for readers (blinding).
+    "web:imageset-images": [("get", lambda o: f"/sets/{o['set'].pk}/images/", None, WEB_READ, WEB_HIDDEN)],
+    "web:image-detail": [("get", lambda o: f"/images/{o['image'].pk}/", None, WEB_READ, WEB_HIDDEN)],
+    "web:image-thumbnail": [("get", lambda o: f"/images/{o['image'].pk}/thumbnail/320/", None, WEB_READ, WEB_HIDDEN)],
     "web:imageset-upload": [
         ("post", lambda o: f"/sets/{o['set'].pk}/upload/", lambda o: {"files": [SimpleUploadedFile("b.png", image_bytes(seed=9))]},
          _status(202, 202, 403, 403, 302), WEB_HIDDEN),
