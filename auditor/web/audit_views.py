@@ -15,7 +15,10 @@ from auditor.audits import pipeline
 from auditor.audits.tasks import run_audit_task
 from auditor.models import Audit, ImageSet, Report
 from auditor.models.audits import DEFAULT_CRITERIA
+from auditor.reporting.criteria import evaluate_criteria, results_of
 from auditor.reporting.issuing import ReportError, approve_report
+from auditor.web.criteria_text import FALLBACK, with_plain_language
+from auditor.web.report_views import latest_report, load_twin, page_sections
 from auditor.web.views import _require
 
 
@@ -30,9 +33,11 @@ class AuditForm(forms.ModelForm):
         for name in ("generated_set", "reference_set", "training_set", "baseline_set"):
             self.fields[name].queryset = sets
         for name, spec in DEFAULT_CRITERIA.items():
-            self.fields[f"criterion_{name}"] = forms.FloatField(initial=spec["threshold"], label=f"{name} ({spec['direction']})",
+            title = FALLBACK.get(name, {}).get("title", name)
+            bound = "at most" if spec["direction"] == "max" else "at least"
+            self.fields[f"criterion_{name}"] = forms.FloatField(initial=spec["threshold"], label=f"{title}: {bound}",
                                                                 help_text=spec["basis"])
-            self.fields[f"enabled_{name}"] = forms.BooleanField(initial=spec["enabled"], required=False, label=f"use {name}")
+            self.fields[f"enabled_{name}"] = forms.BooleanField(initial=spec["enabled"], required=False, label=f"Use “{title}”")
 
     def clean(self):
         data = super().clean()
@@ -72,12 +77,19 @@ def audit_list(request):
 def audit_detail(request, pk: int):
     _require(request.user, READ_ROLES)
     audit = get_object_or_404(_audits(request.user).select_related("generated_set", "reference_set"), pk=pk)
-    results = {r.stage: r.data for r in audit.results.all()}
-    summary = (results.get("report") or {}).get("criteria", [])
+    results = results_of(audit)
+    criteria = with_plain_language(evaluate_criteria(audit, results))
+    effective = audit.effective_criteria()
+    for row in criteria:
+        row.setdefault("enabled", effective.get(row["name"], {}).get("enabled", True))
+    report = latest_report(audit)
+    twin = load_twin(report) if report else None
     return render(request, "auditor/audit_detail.html", {
-        "audit": audit, "progress": pipeline.progress(audit), "criteria": audit.effective_criteria(), "summary": summary,
+        "audit": audit, "progress": pipeline.progress(audit), "criteria": criteria, "evaluated": audit.status != Audit.Status.DRAFT,
         "reports": audit.reports.select_related("prepared_by", "approved_by"), "stages_done": sorted(results),
         "can_write": can_write(request.user, audit.organisation_id),
+        "report": report, "twin": twin, "sections": page_sections(report, twin, criteria, results) if twin else [],
+        "others": _audits(request.user).filter(organisation_id=audit.organisation_id).exclude(pk=audit.pk)[:50],
     })
 
 

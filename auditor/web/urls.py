@@ -1,6 +1,6 @@
 from django.urls import path
 
-from auditor.web import audit_views, detector_views, image_views, training_views, views
+from auditor.web import audit_views, compare_views, detector_views, image_views, report_views, training_views, views
 
 app_name = "web"
 urlpatterns = [
@@ -14,11 +14,14 @@ urlpatterns = [
     path("jobs/<uuid:job_id>/", views.job_status, name="job-status"),
     path("sets/<int:pk>/train/", training_views.start_training, name="imageset-train"),
     path("audits/", audit_views.audit_list, name="audit-list"),
+    path("audits/compare/", compare_views.audit_compare, name="audit-compare"),
     path("audits/<int:pk>/", audit_views.audit_detail, name="audit-detail"),
     path("audits/<int:pk>/run/", audit_views.audit_run, name="audit-run"),
     path("reports/<uuid:pk>/pdf/", audit_views.report_download, {"which": "pdf"}, name="report-download"),
     path("reports/<uuid:pk>/json/", audit_views.report_download, {"which": "json"}, name="report-download-json"),
     path("reports/<uuid:pk>/approve/", audit_views.report_approve, name="report-approve"),
+    path("reports/<uuid:pk>/charts/<int:index>/", report_views.report_chart, name="report-chart"),
+    path("reports/<uuid:pk>/pictures/<int:index>/", report_views.report_picture, name="report-picture"),
     path("generators/<int:pk>/", training_views.generator_detail, name="generator-detail"),
     path("generators/<int:pk>/cancel/", training_views.generator_cancel, name="generator-cancel"),
     path("generators/<int:pk>/sample/", training_views.generator_sample, name="generator-sample"),

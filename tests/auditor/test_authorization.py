@@ -18,6 +18,7 @@ from rest_framework.test import APIClient
 from auditor.models import Audit, GeneratorRun, Image, ImageSet, Report, IngestError, IngestJob, Organisation, Role
 
 from tests.auditor.conftest import api_client_for, image_bytes, make_user
+from tests.web.worlds import illustrated_report
 
 pytestmark = pytest.mark.django_db
 
@@ -123,10 +124,13 @@ MATRIX = {
     "web:home": [("get", lambda o: "/", None, _status(302, 302, 302, 302, 302), None)],  # readers go to their studies
     "web:imageset-list": [("get", lambda o: "/sets/", None, WEB_READ, None)],
     "web:imageset-detail": [("get", lambda o: f"/sets/{o['set'].pk}/", None, WEB_READ, WEB_HIDDEN)],
-    # Images, their thumbnails and pages: never for readers (blinding).
+    # Images, their thumbnails and pages, and the audit's charts and pictures: never for readers (blinding).
     "web:imageset-images": [("get", lambda o: f"/sets/{o['set'].pk}/images/", None, WEB_READ, WEB_HIDDEN)],
     "web:image-detail": [("get", lambda o: f"/images/{o['image'].pk}/", None, WEB_READ, WEB_HIDDEN)],
     "web:image-thumbnail": [("get", lambda o: f"/images/{o['image'].pk}/thumbnail/320/", None, WEB_READ, WEB_HIDDEN)],
+    "web:audit-compare": [("get", lambda o: f"/audits/compare/?a={o['audit'].pk}&b={o['audit'].pk}", None, WEB_READ, WEB_HIDDEN)],
+    "web:report-chart": [("get", lambda o: f"/reports/{illustrated_report(o['audit']).pk}/charts/0/", None, WEB_READ, WEB_HIDDEN)],
+    "web:report-picture": [("get", lambda o: f"/reports/{illustrated_report(o['audit']).pk}/pictures/0/", None, WEB_READ, WEB_HIDDEN)],
     "web:imageset-upload": [
         ("post", lambda o: f"/sets/{o['set'].pk}/upload/", lambda o: {"files": [SimpleUploadedFile("b.png", image_bytes(seed=9))]},
          _status(202, 202, 403, 403, 302), WEB_HIDDEN),
