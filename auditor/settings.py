@@ -70,6 +70,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "auditor.web.navigation.navigation",  # the one navigation bar, from the user's roles
             ],
         },
     },
