@@ -6,23 +6,42 @@ another organisation's image is not found.
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import Count, OuterRef, QuerySet, Subquery
 from django.http import FileResponse, Http404, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, render
 
-from auditor.access import READ_ROLES, organisation_ids, readable_image_sets
+from auditor.access import READ_ROLES, organisation_ids
 from auditor.models import DetectorScoring, DuplicateRecord, Image, ImageScore, ImageSet
 from auditor.web.forms import UNLABELLED, ImageFilterForm
-from auditor.web.thumbnails import GRID_SIZE, PAGE_SIZE, ROMAN, SIZES, display_size, grid_cells, thumbnail_for
-from auditor.web.views import _require
+from auditor.web.thumbnails import PAGE_SIZE, ROMAN, SIZES, display_size, grid_cells, thumbnail_for
 
 IMAGES_PER_PAGE = 48
 THUMBNAIL_CACHE = "private, max-age=31536000, immutable"  # an image row's bytes never change (content-addressed)
 
 
+def readable_organisations(user) -> list[int]:
+    """The organisations whose images `user` may see; none at all (a reader) is refused outright."""
+    organisations = organisation_ids(user, READ_ROLES)
+    if not organisations:
+        raise PermissionDenied("Your role does not give access to image sets.")
+    return organisations
+
+
 def readable_images(user) -> QuerySet[Image]:
-    return Image.objects.filter(image_set__organisation_id__in=organisation_ids(user, READ_ROLES))
+    return Image.objects.filter(image_set__organisation_id__in=readable_organisations(user))
+
+
+def label_counts(image_set: ImageSet) -> dict[str, dict[str, int]]:
+    """ImageSet.label_counts, counted by the database (one GROUP BY over the label combinations, not every row)."""
+    fields = ("diagnosis", "fitzpatrick", "acquisition")
+    counts: dict[str, dict[str, int]] = {field: {} for field in fields}
+    for *values, n in image_set.images.order_by().values_list(*fields).annotate(n=Count("id")):
+        for field, value in zip(fields, values):
+            key = "unlabelled" if value in ("", None) else str(value)
+            counts[field][key] = counts[field].get(key, 0) + n
+    return counts
 
 
 def _scorings(image_set: ImageSet) -> list[DetectorScoring]:
@@ -57,14 +76,14 @@ def _filtered(image_set: ImageSet, data: dict) -> QuerySet[Image]:
 
 @login_required
 def imageset_images(request, pk: int):
-    _require(request.user, READ_ROLES)
-    image_set = get_object_or_404(readable_image_sets(request.user), pk=pk)
+    image_set = get_object_or_404(ImageSet.objects.filter(organisation_id__in=readable_organisations(request.user)), pk=pk)
     scorings = _scorings(image_set)
     data = request.GET.copy()
     if "detector" not in data and scorings:  # first visit: the latest detector that scored this set
         data["detector"] = str(scorings[0].detector_id)
     detectors = [(s.detector_id, f"run #{s.detector_id} (scored {s.created_at:%Y-%m-%d})") for s in scorings]
-    form = ImageFilterForm(data, counts=image_set.label_counts(), detectors=detectors)
+    counts = label_counts(image_set)
+    form = ImageFilterForm(data, counts=counts, detectors=detectors)
     valid = form.is_valid()
     filters = form.cleaned_data if valid else {}
     images = _filtered(image_set, filters) if valid else image_set.images.none()
@@ -73,13 +92,12 @@ def imageset_images(request, pk: int):
     query.pop("page", None)
     return render(request, "auditor/imageset_images.html", {
         "set": image_set, "form": form, "page": page, "cells": grid_cells(page, filters.get("detector")),
-        "detector": filters.get("detector"), "query": query.urlencode(), "thumbnail_size": GRID_SIZE,
+        "query": query.urlencode(), "total": sum(counts["diagnosis"].values()),
     }, status=200 if valid else 400)
 
 
 @login_required
 def image_detail(request, pk: int):
-    _require(request.user, READ_ROLES)
     image = get_object_or_404(readable_images(request.user).select_related("image_set"), pk=pk)
     siblings = image.image_set.images.order_by("id")
     width, height = display_size(image.width, image.height, PAGE_SIZE // 2)
@@ -97,10 +115,13 @@ def image_detail(request, pk: int):
 
 @login_required
 def image_thumbnail(request, pk: int, size: int):
-    _require(request.user, READ_ROLES)
-    if size not in SIZES:
-        raise Http404("No thumbnail of that size.")
-    image = get_object_or_404(readable_images(request.user).only("sha256", "file"), pk=pk)
+    # One query on the common path: the image, if one of the user's reading roles covers its organisation. Only when
+    # there is none is it worth telling a reader (403) from another organisation's image or a wrong size (404).
+    image = Image.objects.filter(pk=pk, image_set__organisation__memberships__user=request.user,
+                                 image_set__organisation__memberships__role__in=list(READ_ROLES)).only("sha256", "file").first()
+    if image is None or size not in SIZES:
+        readable_organisations(request.user)
+        raise Http404("No such thumbnail.")
     etag = f'"{image.sha256[:32]}-{size}"'
     if etag in [tag.strip() for tag in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()

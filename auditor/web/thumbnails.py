@@ -15,6 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.urls import reverse
 from PIL import Image as PILImage
 
 from auditor.models import Image
@@ -59,13 +60,24 @@ def thumbnail_for(image: Image, size: int) -> Path:
     return write_file_atomically(path, buffer.getvalue(), durable=False)
 
 
+def _url_maker(name: str, *after_pk):
+    """A function pk -> URL for a URL name, reversed once (a grid page has 96 links; reverse() each costs ~0.1 ms)."""
+    marker = 987654321
+    head, tail = reverse(name, args=[marker, *after_pk]).split(str(marker))
+    return lambda pk: f"{head}{pk}{tail}"
+
+
 def grid_cells(images, score_detector: int | None = None) -> list[dict]:
-    """What a grid cell shows: the thumbnail (with its size reserved), the name, the labels and, when known, P(synthetic)."""
+    """What a grid cell shows, as ready strings: the thumbnail (its size reserved), the name, the labels and, when
+    known, P(synthetic)."""
+    detail_url, thumbnail_url = _url_maker("web:image-detail"), _url_maker("web:image-thumbnail", GRID_SIZE)
     cells = []
     for image in images:
         width, height = display_size(image.width, image.height, GRID_SIZE // 2)
         labels = [image.diagnosis or "no diagnosis", f"Fitzpatrick {ROMAN[image.fitzpatrick]}" if image.fitzpatrick else "no phototype label",
                   image.acquisition or "acquisition unknown"]
-        cells.append({"image": image, "width": width, "height": height, "labels": labels,
-                      "p_synthetic": getattr(image, "p_synthetic", None) if score_detector else None})
+        score = getattr(image, "p_synthetic", None) if score_detector else None
+        cells.append({"url": detail_url(image.pk), "thumbnail": thumbnail_url(image.pk), "name": image.original_name,
+                      "width": width, "height": height, "labels": " · ".join(labels),
+                      "score": None if score is None else f"{score:.3f}"})
     return cells
