@@ -161,7 +161,7 @@ def page_sections(report: Report, twin: dict, criteria: list[dict], results: dic
                 blocks.append({**block, "figures": figures})
             elif kind == "table":
                 blocks.append({**block, "columns": [plain_names(c, criteria) for c in block["columns"]],
-                               "cells": [[plain_names(cell, criteria) for cell in row] for row in block["rows_text"]]})
+                               "cells": [[plain_names(cell, criteria) for cell in row] for row in block.get("rows_text", [])]})
             elif kind == "facts":
                 blocks.append({**block, "rows": [[key, plain_names(value, criteria)] for key, value in block["rows"]]})
             elif kind in ("paragraph", "callout"):
