@@ -1,12 +1,13 @@
 """What metric functions accept as features, and the provenance every result records.
 
 Metric functions take FeatureSets (the normal case: they name their extractor) or plain (N, D) arrays (notebooks,
-tests); two sets compared must come from the same extractor, preprocessing and weights, or the comparison is
-meaningless and is refused.
+tests); two sets compared must come from the same extractor, preprocessing, weights and precision, or the
+comparison is meaningless and is refused. The numerics id (precision, CPU kernel family, torch version: what decides
+the last bits) is recorded, not compared: sets from two machines are comparable, only not bit-reproducible on either.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Union
 
 import numpy as np
@@ -24,15 +25,20 @@ class FeatureProvenance:
     preprocessing_id: str
     weights_sha256: str
     feature_dim: int
+    precision: str = "fp32"
+    numerics: str = field(default="unspecified", compare=False)
 
     def label(self, metric: str) -> str:
-        """'FD' -> 'FD (EfficientNet-Lite0, ImageNet)' or 'FID (Inception-V3)': the name says the network."""
+        """'FD' -> 'FD (EfficientNet-Lite0, ImageNet)' or 'FID (Inception-V3)': the name says the network (and the
+        precision when it is not fp32: 'FD (EfficientNet-Lite0, ImageNet, bf16)')."""
         info = EXTRACTOR_INFOS.get(self.extractor_id)
         if info is None:
             return f"{metric} ({self.extractor})"
-        if metric == "FD":
-            return info.distance_label
         network = info.distance_label.split("(", 1)[1].rstrip(")")
+        if self.precision != "fp32":
+            network = f"{network}, {self.precision}"
+        if metric == "FD":
+            return f"{info.distance_label.split('(', 1)[0]}({network})"
         return f"{metric} ({network})"
 
 
@@ -51,7 +57,7 @@ def provenance_of(features: FeatureLike) -> FeatureProvenance:
         info = EXTRACTOR_INFOS.get(features.extractor_id)
         return FeatureProvenance(
             features.extractor_id, info.display_name if info else features.extractor_id, features.preprocessing_id,
-            features.weights_sha256, features.dim,
+            features.weights_sha256, features.dim, features.precision, features.numerics,
         )
     dim = int(np.asarray(features).shape[1])
     return FeatureProvenance("unspecified", "unspecified features", "unspecified", "unspecified", dim)
@@ -65,4 +71,6 @@ def common_provenance(reference: FeatureLike, generated: FeatureLike) -> Feature
     named = [p for p in (first, second) if p.extractor_id != "unspecified"]
     if len(named) == 2 and first != second:
         raise ValueError(f"the two sets were extracted differently: {first} vs {second}")
+    if len(named) == 2 and first.numerics != second.numerics:
+        return replace(first, numerics=f"reference: {first.numerics}; generated: {second.numerics}")
     return named[0] if named else first

@@ -7,6 +7,11 @@
 Each image is decoded and resized exactly once by `metrics.image_io` (the extractor's named preprocessing), on a
 background thread while the network works on the previous batch; only images whose content hash is not in the
 cache reach the network.
+
+A feature is a function of the image's content alone: the same bits whatever the batch size, the other images in
+the call, their order, the torch thread count or the process (see metrics.extractors, "Numerics"). What can still
+change bits -- the precision, the CPU's kernel family, the torch version -- is the extractor's `numerics_id`: it is
+recorded in every FeatureSet and is part of the cache key, so features computed differently are never mixed.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from metrics.extractors import (
     ExtractorUnavailable,
     FeatureExtractor,
     available_extractors,
+    bf16_unavailable_reason,
     get_extractor,
 )
 from metrics.feature_cache import FeatureCache
@@ -34,6 +40,7 @@ __all__ = [
     "FeatureExtractor",
     "FeatureSet",
     "available_extractors",
+    "bf16_unavailable_reason",
     "extract_features",
     "extract_features_from_arrays",
     "get_extractor",
@@ -49,6 +56,8 @@ class FeatureSet:
     extractor_id: str
     preprocessing_id: str
     weights_sha256: str
+    precision: str = "fp32"  # "fp32" or "bf16": sets of different precision are never compared
+    numerics: str = "unspecified"  # precision, kernel family, torch version: same numerics, same bits
 
     def __post_init__(self) -> None:
         if self.features.ndim != 2 or self.features.shape[0] != len(self.keys):
@@ -71,7 +80,7 @@ class FeatureSet:
         index = np.asarray(indices, dtype=np.int64)
         return FeatureSet(
             self.features[index], tuple(self.keys[i] for i in index), self.extractor_id, self.preprocessing_id,
-            self.weights_sha256,
+            self.weights_sha256, self.precision, self.numerics,
         )
 
     def provenance(self) -> dict[str, object]:
@@ -81,6 +90,8 @@ class FeatureSet:
             "extractor": info.display_name if info else self.extractor_id,
             "preprocessing_id": self.preprocessing_id,
             "weights_sha256": self.weights_sha256,
+            "precision": self.precision,
+            "numerics": self.numerics,
             "n": self.n,
             "feature_dim": self.dim,
         }
@@ -96,8 +107,11 @@ def _extract(
 ) -> FeatureSet:
     info = extractor.info
     features = np.empty((len(sources), info.feature_dim), dtype=np.float32)
+    # The numerics id joins the preprocessing id in the cache key: an entry computed with another precision, kernel
+    # family or torch version (or by the batch-dependent convolutions before it) is a miss, never a silent mix.
     cache = (
-        FeatureCache(cache_dir, info.extractor_id, info.preprocessing_id, extractor.weights_sha256)
+        FeatureCache(cache_dir, info.extractor_id, f"{info.preprocessing_id} | {extractor.numerics_id}",
+                     extractor.weights_sha256)
         if cache_dir is not None
         else None
     )
@@ -129,7 +143,8 @@ def _extract(
             progress(done, len(sources))
     for row, original in duplicate_rows:
         features[row] = features[original]
-    return FeatureSet(features, tuple(keys), info.extractor_id, info.preprocessing_id, extractor.weights_sha256)
+    return FeatureSet(features, tuple(keys), info.extractor_id, info.preprocessing_id, extractor.weights_sha256,
+                      extractor.precision, extractor.numerics_id)
 
 
 def extract_features(
@@ -140,11 +155,13 @@ def extract_features(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> FeatureSet:
-    """Features of image files. `keys` (content SHA-256 of each file, e.g. from the database) skips re-hashing."""
+    """Features of image files. `keys` (content SHA-256 of each file, e.g. from the database) skips re-hashing.
+    `batch_size` is how many images are decoded ahead; it does not change a bit of the result."""
     if keys is not None and len(keys) != len(images):
         raise ValueError(f"{len(keys)} keys for {len(images)} images")
-    extractor = get_extractor(extractor_id)
+    extractor = get_extractor(extractor_id, precision)
     content_keys = list(keys) if keys is not None else [sha256_file(path) for path in images]
     return _extract(list(images), content_keys, extractor, cache_dir, batch_size, progress)
 
@@ -157,11 +174,12 @@ def extract_features_from_arrays(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 64,
     progress: Progress | None = None,
+    precision: str = "fp32",
 ) -> FeatureSet:
     """Features of in-memory uint8 RGB images (N, H, W, 3), e.g. GAN samples; same preprocessing as files."""
     arrays = list(images)
     if keys is not None and len(keys) != len(arrays):
         raise ValueError(f"{len(keys)} keys for {len(arrays)} images")
-    extractor = get_extractor(extractor_id)
+    extractor = get_extractor(extractor_id, precision)
     content_keys = list(keys) if keys is not None else [sha256_array(array) for array in arrays]
     return _extract(arrays, content_keys, extractor, cache_dir, batch_size, progress)

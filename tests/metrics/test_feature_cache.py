@@ -48,6 +48,22 @@ def test_identical_images_in_one_call_are_embedded_once(effnet, isic_dir, tmp_pa
     np.testing.assert_array_equal(result.features[0], result.features[1])
 
 
+def test_features_computed_with_other_numerics_are_never_read(effnet, isic_paths, tmp_path) -> None:
+    """An entry under the key used before numerics ids (batch-dependent convolutions) or under another precision,
+    kernel family or torch version is a miss: recomputed, never mixed with this extractor's features."""
+    from metrics.features import extract_features
+    from metrics.image_io import sha256_file
+
+    path = isic_paths[210]
+    stale = FeatureCache(tmp_path, effnet.extractor_id, effnet.preprocessing_id, effnet.weights_sha256)
+    stale.put(sha256_file(path), np.full(1280, 7.0, dtype=np.float32))
+    before = effnet.images_embedded
+    result = extract_features([path], cache_dir=tmp_path)
+    assert effnet.images_embedded - before == 1
+    assert not np.any(result.features[0] == 7.0)
+    assert result.numerics == effnet.numerics_id
+
+
 def test_cache_folder_depends_on_extractor_preprocessing_and_weights(tmp_path) -> None:
     key = "ab" * 32
     a = FeatureCache(tmp_path, "effnet-lite0-imagenet", "prep-a", "1" * 64).path_for(key)
