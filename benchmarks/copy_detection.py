@@ -72,7 +72,7 @@ def timed_match(detector: CopyDetector, candidates: list[np.ndarray], training: 
     detector.match(candidates, index)
     match_wall, match_cpu = time.perf_counter() - wall, time.process_time() - cpu
     return (
-        f"threads={detector.threads}: index {index_wall:.1f} s wall ({index_cpu:.1f} s CPU), match {match_wall:.1f} s "
+        f"threads={detector.threads} workers={detector.workers}: index {index_wall:.1f} s wall ({index_cpu:.1f} s CPU), match {match_wall:.1f} s "
         f"wall ({match_cpu:.1f} s CPU), total {index_wall + match_wall:.1f} s wall; load average "
         + " ".join(f"{v:.1f}" for v in os.getloadavg())
     )
@@ -124,8 +124,8 @@ def main() -> None:
     if not args.skip_timing:
         candidates = [c.image for c in make_transformed_copies(isic, 5, copies_per_image=2)[:1000]]
         print(f"\ntiming: {len(candidates)} transformed copies vs {len(isic)} training images")
-        for threads in (1, 2):
-            print("  " + timed_match(CopyDetector(threads=threads), candidates, isic))
+        for threads, workers in ((1, 1), (1, 2), (2, 1)):
+            print("  " + timed_match(CopyDetector(threads=threads, workers=workers), candidates, isic))
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ import io
 import math
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -567,9 +568,14 @@ class CopyDetector:
     """Best match of each candidate among training images over flips, 90-degree rotations, crops and rescaling,
     verified in pixels (see the module docstring). `threshold` separates copies (score > threshold)."""
 
-    def __init__(self, threshold: float | None = None, *, threads: int | None = 1, chunk_size: int = 64) -> None:
+    def __init__(
+        self, threshold: float | None = None, *, threads: int | None = 1, workers: int = 1, chunk_size: int = 64
+    ) -> None:
+        """threads: torch intra-op threads (None: leave the process setting); workers: chunks of candidates matched
+        in parallel Python threads (torch releases the GIL), the way to use several cores for this many small ops."""
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         self.threads = threads
+        self.workers = max(1, workers)
         self.chunk_size = chunk_size
         self._settings = _Settings()
 
@@ -583,10 +589,18 @@ class CopyDetector:
         start = time.perf_counter()
         arrays = _as_rgb_arrays(candidates, "candidates")
         index = training if isinstance(training, TrainingIndex) else self.index(training)
-        parts = []
-        with intra_op_threads(self.threads), torch.inference_mode():
-            for first in range(0, len(arrays), self.chunk_size):
-                parts.append(_match_chunk(index, arrays[first : first + self.chunk_size], self._settings))
+        chunks = [arrays[first : first + self.chunk_size] for first in range(0, len(arrays), self.chunk_size)]
+
+        def run(chunk: list[np.ndarray]) -> tuple[torch.Tensor, ...]:
+            with torch.inference_mode():  # thread-local, so inside each worker
+                return _match_chunk(index, chunk, self._settings)
+
+        with intra_op_threads(self.threads):
+            if self.workers > 1 and len(chunks) > 1:
+                with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                    parts = list(pool.map(run, chunks))
+            else:
+                parts = [run(chunk) for chunk in chunks]
         owner, orientation, boxes, score = (torch.cat(column) for column in zip(*parts))
         fractions = boxes / index.sizes[owner].repeat(1, 2)
         matches = tuple(
