@@ -72,8 +72,9 @@ def timed_match(detector: CopyDetector, candidates: list[np.ndarray], training: 
     detector.match(candidates, index)
     match_wall, match_cpu = time.perf_counter() - wall, time.process_time() - cpu
     return (
-        f"threads={detector.threads} workers={detector.workers}: index {index_wall:.1f} s wall ({index_cpu:.1f} s CPU), match {match_wall:.1f} s "
-        f"wall ({match_cpu:.1f} s CPU), total {index_wall + match_wall:.1f} s wall; load average "
+        f"threads={detector.threads} workers={detector.workers}: index {index_wall:.1f} s wall ({index_cpu:.1f} s "
+        f"CPU), match {match_wall:.1f} s wall ({match_cpu:.1f} s CPU), total {index_wall + match_wall:.1f} s wall; "
+        "load average "
         + " ".join(f"{v:.1f}" for v in os.getloadavg())
     )
 
@@ -85,8 +86,9 @@ def main() -> None:
     parser.add_argument("--json", help="write the calibration as JSON here")
     parser.add_argument("--skip-timing", action="store_true")
     args = parser.parse_args()
+    load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"# benchmarks/copy_detection.py  CPU: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+          f"load average {load}")
     isic, pad = load(SHARED / "isic-uda1"), load(SHARED / "pad-ufes-20")
     training, held_out = split_halves(isic, args.seed)
     copies = make_transformed_copies(training, args.copies_seed)
@@ -95,30 +97,41 @@ def main() -> None:
     threshold = calibration.threshold
     index = detector.index(training)
     pad_scores = detector.match(pad, index).scores
-    print(f"\nisic-uda1 ({len(isic)} images, {len(training) + len(held_out)} pixel-distinct): {len(training)} training, "
-          f"{len(held_out)} held out; {len(copies)} transformed copies (seed {args.copies_seed}); "
-          f"calibration {calibration.seconds:.0f} s")
-    print(f"| quantity | value |\n|---|---|")
-    print(f"| threshold (split-conformal, target 1 %) | {threshold:.4f} |")
+    print(
+        f"\nisic-uda1 ({len(isic)} images, {len(training) + len(held_out)} pixel-distinct): {len(training)} training, "
+        f"{len(held_out)} held out; {len(copies)} transformed copies (seed {args.copies_seed}); "
+        f"calibration {calibration.seconds:.0f} s"
+    )
+    def row(name: str, value: str) -> None:
+        print(f"| {name} | {value} |")
+
+    def rounded(quantiles: dict[str, float]) -> str:
+        return ", ".join(f"{name} {value:.3f}" for name, value in quantiles.items())
+
+    print("| quantity | value |\n|---|---|")
+    row("threshold (split-conformal, target 1 %)", f"{threshold:.4f}")
     fc, ins = calibration.false_copies, calibration.in_sample_false_copies
-    print(f"| false-copy rate, held-out isic-uda1, cross-fitted {calibration.folds}-fold | {fmt_rate(fc.count, fc.n)} |")
-    print(f"| false-copy rate, held-out isic-uda1, in sample | {fmt_rate(ins.count, ins.n)} |")
-    print(f"| false-copy rate, pad-ufes-20 (never used to calibrate) | "
-          f"{fmt_rate(int(np.sum(pad_scores > threshold)), len(pad_scores))} |")
-    print(f"| detection, transformed copies (random compositions) | "
-          f"{fmt_rate(calibration.detection.count, calibration.detection.n)} |")
+    row(f"false-copy rate, held-out isic-uda1, cross-fitted {calibration.folds}-fold", fmt_rate(fc.count, fc.n))
+    row("false-copy rate, held-out isic-uda1, in sample", fmt_rate(ins.count, ins.n))
+    pad_flagged = int(np.sum(pad_scores > threshold))
+    row("false-copy rate, pad-ufes-20 (never used to calibrate)", fmt_rate(pad_flagged, len(pad_scores)))
+    detection = calibration.detection
+    row("detection, transformed copies (random compositions)", fmt_rate(detection.count, detection.n))
     for kind, rate in calibration.detection_by_transform.items():
-        print(f"| detection, compositions including {kind} | {fmt_rate(rate.count, rate.n)} |")
+        row(f"detection, compositions including {kind}", fmt_rate(rate.count, rate.n))
     for kind in TRANSFORM_KINDS:
         alone = make_transformed_copies(training, args.copies_seed, kinds=(kind,))
         found = detector.match([c.image for c in alone], index)
-        hits = int(np.sum((found.scores > threshold) & (found.training_index == [c.source_index for c in alone])))
-        print(f"| detection, {kind} alone | {fmt_rate(hits, len(alone))} |")
-    print(f"| misattributed copies (above threshold, wrong source) | {calibration.misattributed_copies} |")
-    print(f"| held-out score quantiles | {json.dumps({k: round(v, 3) for k, v in calibration.held_out_score_quantiles.items()})} |")
-    print(f"| pad-ufes-20 score quantiles | median {np.median(pad_scores):.3f}, q99 {np.quantile(pad_scores, 0.99):.3f}, max {pad_scores.max():.3f} |")
-    print(f"| copy score quantiles | {json.dumps({k: round(v, 3) for k, v in calibration.copy_score_quantiles.items()})} |")
-    print(f"| passes ({calibration.passes_rule}) | {calibration.passes} |")
+        sources = np.array([c.source_index for c in alone])
+        hits = int(np.sum((found.scores > threshold) & (found.training_index == sources)))
+        row(f"detection, {kind} alone", fmt_rate(hits, len(alone)))
+    row("misattributed copies (above threshold, wrong source)", str(calibration.misattributed_copies))
+    row("held-out isic-uda1 score quantiles", rounded(calibration.held_out_score_quantiles))
+    pad_quantiles = {"median": 0.5, "q99": 0.99, "max": 1.0}
+    pad_values = {name: float(np.quantile(pad_scores, level)) for name, level in pad_quantiles.items()}
+    row("pad-ufes-20 score quantiles", rounded(pad_values))
+    row("transformed-copy score quantiles", rounded(calibration.copy_score_quantiles))
+    row(f"passes ({calibration.passes_rule})", str(calibration.passes))
     if args.json:
         Path(args.json).write_text(json.dumps(calibration.to_dict(), indent=1))
     if not args.skip_timing:

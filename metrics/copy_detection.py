@@ -31,13 +31,19 @@ Calibration (`python -m benchmarks.copy_detection`, seed 0; isic-uda1 de-duplica
 threshold 0.4383 (DEFAULT_THRESHOLD; split-conformal rank of the 278 held-out scores); false-copy rate on held-out
 isic-uda1 0.7 % (2/278, cross-fitted 5-fold) [0.2, 2.6] Wilson 95 %; on pad-ufes-20 (never used to calibrate) 0/412
 [0.0, 0.9]; detection of random compositions of transforms 99.3 % (275/277, matched to their own source) [97.4, 99.8];
-each transform alone 100 % except crops alone 96.0 % (266/277) [93.0, 97.8]. Cost: 1,000 candidates against 557
-training images took 24 s CPU on one thread (index 3.6 s) on this 2-core AMD EPYC; wall time depends on load
-(117 s at load average 8; a second torch thread only adds contention there).
+each transform alone 100 % except crops alone 96.0 % (266/277) [93.0, 97.8].
+Cost (same command; 2-core AMD EPYC shared with other jobs, load average ~3.3): 1,000 candidates against 557
+training images in 31 s wall with one torch thread (index 5.7 s, match 25.4 s; 25 s CPU) and 24 s with `workers=2`;
+two torch intra-op threads instead took 98 s (they spin against the other load), hence the default of one.
+
+DEFAULT_THRESHOLD is for images of at least 128 px. With 64-px centre squares as training and held-out images (the
+reference GANs' resolution) different lesions score higher (99th percentile 0.54, max 0.72; 3 of 140 above 0.4383)
+while copies still score >= 0.69 (5th percentile): calibrate at the audit's own resolution with
+`calibrate_copy_detector` (the reference split in halves) rather than relying on the default there.
 
 Not covered: rotations other than 90 degrees, crops below 50 % of the area, perspective, local edits (inpainting,
-collage), and copies of lesions that are not in the training set. Two photographs of the same lesion would
-presumably score high; the shared sets hold none to measure that.
+collage). Two different photographs of one lesion were not measured (pad-ufes-20 has such pairs, but it served only as
+a negative set against isic-uda1 here).
 """
 from __future__ import annotations
 
