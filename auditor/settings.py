@@ -101,8 +101,12 @@ DERMAUDIT_FEATURE_BATCH_SIZE = int(os.environ.get("DERMAUDIT_FEATURE_BATCH_SIZE"
 # machine of C cores, set C // W, so that chunks running side by side do not oversubscribe the cores.
 DERMAUDIT_CHUNK_THREADS = int(os.environ.get("DERMAUDIT_CHUNK_THREADS", 0))
 DERMAUDIT_INCEPTION_WEIGHTS = os.environ.get("DERMAUDIT_INCEPTION_WEIGHTS", "")
-# Time budget for a detector an audit trains itself (reference vs its baseline set) when none was chosen.
-DERMAUDIT_AUDIT_DETECTOR_SECONDS = float(os.environ.get("DERMAUDIT_AUDIT_DETECTOR_SECONDS", 180))
+# The audit's own detectability test (auditor/audits/detectability.py): a ViT trained per fold on the audited set vs
+# the reference, for a fixed number of epochs (not seconds, so that a re-run on another machine gives the same model),
+# and as many times again for its negative (reference halves) and positive (baseline set) controls. 0 epochs: skipped.
+DERMAUDIT_CROSSFIT_EPOCHS = int(os.environ.get("DERMAUDIT_CROSSFIT_EPOCHS", 5))
+DERMAUDIT_CROSSFIT_FOLDS = int(os.environ.get("DERMAUDIT_CROSSFIT_FOLDS", 3))
+DERMAUDIT_PROBE_PERMUTATIONS = int(os.environ.get("DERMAUDIT_PROBE_PERMUTATIONS", 100))
 # Images whose Grad-CAM faithfulness (ROAD against RandomCAM) an audit measures (~0.6 s each on a CPU core).
 DERMAUDIT_ROAD_IMAGES = int(os.environ.get("DERMAUDIT_ROAD_IMAGES", 32))
 

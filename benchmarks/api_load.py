@@ -330,7 +330,7 @@ def main() -> int:
     media = Path(tempfile.mkdtemp(prefix="api-load-"))
     env = {**os.environ, "DATABASE_URL": PG_URL, "MEDIA_ROOT": str(media / "media"), "DERMAUDIT_VAR_DIR": str(media / "var"),
            "DERMAUDIT_MODEL_DIR": str(media / "models"), "DERMAUDIT_FEATURE_CACHE": str(media / "features"),
-           "DERMAUDIT_AUDIT_DETECTOR_SECONDS": "8", "DERMAUDIT_ROAD_IMAGES": "8",
+           "DERMAUDIT_CROSSFIT_EPOCHS": "1", "DERMAUDIT_ROAD_IMAGES": "8",
            "DJANGO_SETTINGS_MODULE": "auditor.settings", "DJANGO_SECRET_KEY": "api-load-benchmark-" + "k" * 40,
            "DJANGO_DEBUG": "0", "DJANGO_SECURE_SSL_REDIRECT": "0", "DERMAUDIT_LOG_LEVEL": "ERROR",
            "DJANGO_CONN_MAX_AGE": str(args.conn_max_age)}

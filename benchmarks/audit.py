@@ -8,18 +8,19 @@ Two configurations, each from an empty database, media folder and feature cache 
 Set-up (not timed, identical in both): import ../shared/data/isic-uda1 as the reference; import 1,000 "generated"
 images (re-encoded flips and crops of the 412 PAD-UFES-20 clinical photos, a different acquisition than the
 reference — the audit should and does find them far from it); train a DCGAN baseline for --gan-minutes and sample
-300 images into the baseline set; train the synthetic-image detector for --detector-minutes (reference vs
-baseline), so the audit uses an existing detector as it does in routine use. With --train-detector the audit trains
-its own instead (DERMAUDIT_AUDIT_DETECTOR_SECONDS = --detector-minutes × 60), and that time is inside the audit.
+300 images into the baseline set.
 
 Timed: from queueing the audit to its "succeeded" state: features of all 1,857 images (generated, reference,
-baseline, chunks of 64), fidelity and diversity with the real-vs-real floor, baseline and copy baseline
-(jackknife CIs), phototype estimates and balance, memorisation, detector evaluation, Grad-CAM with its
-faithfulness (ROAD) score, and the PDF report with its JSON twin. Peak memory: the audit process's peak RSS
+baseline, chunks of 64), fidelity and diversity with the real-vs-real floor, the reference-halves negative control,
+baseline and copy baseline (jackknife CIs), phototype estimates, balance and controls, memorisation by calibrated
+copy detection with its held-out and copy controls, detectability (the audit's own detector training: a
+cross-fitted ViT and feature probe on the generated set, the reference halves and the baseline set; printed in its
+own column), Grad-CAM of the cross-fitted detector with its faithfulness (ROAD) score, and the PDF report with its
+JSON twin. Peak memory: the audit process's peak RSS
 (embedded), the sum of the two workers' peak RSS (postgres; an upper bound of their joint peak).
 Target (issue #8): <= 3 minutes and <= 3 GB.
 
-    .venv/bin/python benchmarks/audit.py [--images 1000] [--configs embedded postgres] [--train-detector]
+    .venv/bin/python benchmarks/audit.py [--images 1000] [--configs embedded postgres]
 
 Needs ../shared/data (DERMAUDIT_SHARED_DATA overrides), and for "postgres" PostgreSQL and Redis on loopback
 (BENCH_POSTGRES_URL, BENCH_REDIS_URL override).
@@ -67,9 +68,6 @@ def set_up(env: dict, zip_path: Path, args) -> None:
     manage(env, "train_baseline", "--reference", "isic-uda1", "--kind", "dcgan", "--minutes", str(args.gan_minutes),
            "--seed", "1", "--sample", "300")
     manage(env, "shell", "-c", _SHELL_BASELINE_NAME)
-    if not args.train_detector:
-        manage(env, "train_detector", "--reference", "isic-uda1", "--synthetic", "baseline-dcgan",
-               "--minutes", str(args.detector_minutes), "--seed", "1")
 
 
 # The baseline set's name is the train_baseline command's choice; give it a fixed alias for the next commands.
@@ -84,17 +82,15 @@ import django
 django.setup()
 from django.db import transaction
 from auditor.audits import pipeline
-from auditor.models import Audit, DetectorRun, ImageSet, Organisation
+from auditor.models import Audit, ImageSet, Organisation
 from auditor.audits.tasks import run_audit_task
 
 org = Organisation.objects.get(name=%(org)r)
 sets = {s.name: s for s in ImageSet.objects.filter(organisation=org)}
 baseline = ImageSet.objects.filter(organisation=org, kind="baseline").latest("pk")
-detector = DetectorRun.objects.filter(organisation=org, status="succeeded").order_by("-pk").first()
 audit = Audit.objects.create(organisation=org, name="benchmark", generated_set=sets["generated"],
                              reference_set=sets["isic-uda1"], baseline_set=baseline, include_copy_baseline=True,
-                             detector=detector, seed=20261128, target_phototype={"kind": "uniform"},
-                             criteria={"detector_auc": {"enabled": True}})
+                             seed=20261128, target_phototype={"kind": "uniform"})
 started = time.time()
 with transaction.atomic():
     pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
@@ -110,7 +106,10 @@ print("RESULT " + json.dumps({
     "status": audit.status, "error": audit.error, "wall_s": wall, "images": sum(len(c.image_ids) for c in audit.chunks.all()),
     "workers": sorted(set(chunks)), "chunks": len(chunks),
     "frechet": results.get("fidelity", {}).get("generated", {}).get("frechet", {}).get("value"),
-    "detector_auc": ((results.get("detector") or {}).get("evaluation") or {}).get("overall", {}).get("roc_auc", {}).get("value"),
+    "vit_auc": (((results.get("detectability") or {}).get("vit") or {}).get("audited") or {}).get("auc"),
+    "probe_auc": (((results.get("detectability") or {}).get("probe") or {}).get("audited") or {}).get("auc"),
+    "detectability_s": sum(((results.get("detectability") or {}).get("seconds") or {}).values()),
+    "verdicts": {c["name"]: c["status"] for c in (results.get("report") or {}).get("criteria", [])},
     "report": (results.get("report") or {}).get("pdf_sha256"),
 }))
 """
@@ -183,8 +182,6 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=1000, help="generated images")
     parser.add_argument("--configs", nargs="+", default=["embedded", "postgres"], choices=["embedded", "postgres"])
     parser.add_argument("--gan-minutes", type=float, default=1.0)
-    parser.add_argument("--detector-minutes", type=float, default=1.0)
-    parser.add_argument("--train-detector", action="store_true", help="the audit trains its detector (timed)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
 
@@ -196,8 +193,7 @@ def main() -> None:
         for config in args.configs:
             var = tmp / config
             env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"}}
-            env.update(DJANGO_SETTINGS_MODULE="auditor.settings", DERMAUDIT_VAR_DIR=str(var), DERMAUDIT_QUEUE=f"auditbench-{os.getpid()}", PYTHONUNBUFFERED="1",
-                       DERMAUDIT_AUDIT_DETECTOR_SECONDS=str(args.detector_minutes * 60))
+            env.update(DJANGO_SETTINGS_MODULE="auditor.settings", DERMAUDIT_VAR_DIR=str(var), DERMAUDIT_QUEUE=f"auditbench-{os.getpid()}", PYTHONUNBUFFERED="1")
             if config == "postgres":
                 if not fresh_postgres():
                     continue
@@ -225,22 +221,25 @@ def main() -> None:
             rows.append((config, processes, result, peak, load()))
             print(f"[{config}] {result['wall_s']:.1f} s, peak {peak:.0f} MiB", flush=True)
 
-    print(f"\nFull audit: {args.images} generated vs isic-uda1 (557) + 300 baseline; detector "
-          f"{'trained inside the audit' if args.train_detector else 'trained beforehand'}; {os.cpu_count()} CPUs")
-    header = f"| {'configuration':<22} | {'processes':<10} | {'images':>6} | {'wall':>8} | {'peak RSS':>9} | {'FD gen':>7} | {'det. AUC':>8} | {'load 1/5/15':<14} | target |"
+    print(f"\nFull audit: {args.images} generated vs isic-uda1 (557) + 300 baseline; the audit trains its own "
+          f"detectors (detectability column, inside the wall time); {os.cpu_count()} CPUs")
+    header = (f"| {'configuration':<22} | {'processes':<10} | {'images':>6} | {'wall':>8} | {'detectab.':>9} | {'peak RSS':>9} "
+              f"| {'FD gen':>7} | {'ViT AUC':>7} | {'probe':>6} | {'load 1/5/15':<14} | target |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for config, processes, result, peak, load_text in rows:
         ok = result["wall_s"] <= 180 and peak <= 3 * 1024
         name = "embedded (SQLite)" if config == "embedded" else "PostgreSQL + Redis"
-        auc = result["detector_auc"]
-        print(f"| {name:<22} | {processes:<10} | {result['images']:>6} | {result['wall_s']:>6.1f} s | {peak:>5.0f} MiB "
-              f"| {result['frechet'] or float('nan'):>7.1f} | {auc if auc is not None else float('nan'):>8.3f} | {load_text:<14} | {'PASS' if ok else 'FAIL'} |")
+        vit, probe = (result[k] if result[k] is not None else float("nan") for k in ("vit_auc", "probe_auc"))
+        print(f"| {name:<22} | {processes:<10} | {result['images']:>6} | {result['wall_s']:>6.1f} s | "
+              f"{result['detectability_s']:>7.1f} s | {peak:>5.0f} MiB | {result['frechet'] or float('nan'):>7.1f} | "
+              f"{vit:>7.3f} | {probe:>6.3f} | {load_text:<14} | {'PASS' if ok else 'FAIL'} |")
+        print(f"  verdicts: {', '.join(f'{k} {v}' for k, v in result['verdicts'].items())}")
     if len(rows) == 2:
         a, b = rows
         print(f"\nworkers: {', '.join(b[2]['workers'])} ({b[2]['chunks']} chunks); "
-              f"same FD in both configurations: {a[2]['frechet'] == b[2]['frechet']} (the detector AUCs differ: each "
-              "configuration's set-up trains its own detector, and training is not bit-reproducible across processes)")
+              f"same FD in both configurations: {a[2]['frechet'] == b[2]['frechet']}; same ViT AUC: "
+              f"{a[2]['vit_auc'] == b[2]['vit_auc']}; same probe AUC: {a[2]['probe_auc'] == b[2]['probe_auc']}")
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ reference, generated = ImageSet.objects.get(organisation=org, name="reference"),
 detector = DetectorRun.objects.create(organisation=org, reference_set=reference, **detector_fields)
 detector.synthetic_sets.set([generated])
 audit = Audit.objects.create(organisation=org, name="scale", generated_set=generated, reference_set=reference,
-                             detector=detector, include_copy_baseline=True, criteria={"detector_auc": {"enabled": True}})
+                             detector=detector, include_copy_baseline=True)
 pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
 while Audit.objects.filter(pk=audit.pk, status__in=["queued", "running"]).exists():
     time.sleep(0.5)

@@ -1,4 +1,5 @@
-"""Audit stages that use the synthetic-image detector: detection performance and its explanations."""
+"""The detector screen (a detector trained on other generators, when one is chosen: descriptive, never a verdict) and
+the explanations of the audit's own cross-fitted detector (Grad-CAM maps and their ROAD faithfulness)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,28 +8,17 @@ from sklearn.metrics import roc_curve
 
 import deepfake_detector as dd
 from auditor.audits.images import artefact_folder, ordered_images, seeded
-from auditor.detection.runs import _phototype, load, score_images, standardised, store_scores, train_detector_run
+from auditor.detection.runs import _phototype, load, standardised, store_scores
 from auditor.models import Audit, DetectorRun, Image
 from auditor.models.training import TrainingStatus
 from deepfake_detector.explain import select_confidence_extremes
 
 
 def ensure_detector(audit: Audit) -> DetectorRun | None:
-    """The audit's detector; trains one (reference vs the baseline set) when none was chosen."""
-    if audit.detector_id:
-        return audit.detector
-    if not audit.baseline_set_id:
-        return None
-    run = DetectorRun.objects.create(
-        organisation=audit.organisation, created_by=audit.created_by, reference_set=audit.reference_set,
-        seed=seeded(audit, 60), max_seconds=settings.DERMAUDIT_AUDIT_DETECTOR_SECONDS,
-        config={"purpose": f"trained for audit {audit.pk}"},
-    )
-    run.synthetic_sets.set([audit.baseline_set])
-    run = train_detector_run(run)
-    Audit.objects.filter(pk=audit.pk).update(detector=run)
-    audit.detector = run
-    return run
+    """The detector chosen for the screen. An audit no longer trains one against its baseline: a detector of other
+    generators says nothing about realism, only the cross-fitted detectors of the detectability stage can carry a
+    verdict (auditor/audits/detectability.py)."""
+    return audit.detector if audit.detector_id else None
 
 
 def _test_split(audit: Audit, run: DetectorRun) -> tuple[list[Image], list[Image], bool]:
@@ -56,7 +46,8 @@ def _inputs(audit: Audit):
 def detector_stage(audit: Audit) -> dict:
     inputs = _inputs(audit)
     if inputs is None:
-        return {"available": False, "reason": "no detector chosen and no baseline set to train one on"}
+        return {"available": False, "reason": "no detector of other generators chosen for the screen; detectability is "
+                                              "measured by detectors trained on this set (section 9)"}
     run, detector, generated, reference, optimistic, labels = inputs
     images = standardised(reference + generated, detector.preprocessing)
     phototypes = [_phototype(i) for i in reference + generated]
@@ -79,19 +70,33 @@ def detector_stage(audit: Audit) -> dict:
     }
 
 
+def _fold_inputs(audit: Audit):
+    """Fold 0 of the audit's own cross-fitted ViT and the images it never trained on (its test fold)."""
+    vit = ((audit.results.filter(stage="detectability").values_list("data", flat=True).first() or {}).get("vit") or {})
+    audited, models = vit.get("audited") or {}, vit.get("fold_models") or []
+    if not models or not audited.get("fold_of"):
+        return None
+    detector = dd.load_detector(models[0]["path"], expected_sha256=models[0]["sha256"], device="cpu")
+    everything = ordered_images(audit.reference_set) + ordered_images(audit.generated_set)
+    fold_of = np.asarray(audited["fold_of"])
+    labels_all = np.array([0] * audited["n_real"] + [1] * audited["n_synthetic"], dtype=np.int64)
+    if len(fold_of) != len(everything):
+        raise RuntimeError("the detectability stage's folds do not match the audit's images")
+    rows = np.flatnonzero(fold_of == 0)
+    return detector, [everything[i] for i in rows], labels_all[rows], np.asarray(audited["scores"])[rows]
+
+
 def explanations_stage(audit: Audit) -> dict:
-    inputs = _inputs(audit)
+    inputs = _fold_inputs(audit)
     if inputs is None:
-        return {"available": False, "reason": "no detector"}
-    run, detector, generated, reference, optimistic, labels = inputs
-    everything = reference + generated
-    probabilities = score_images(run, everything, detector)  # stored by the detector stage: nothing is scored again
+        return {"available": False, "reason": "no cross-fitted detector (the detectability stage's ViT did not run)"}
+    detector, everything, labels, probabilities = inputs
     # ROAD on the generated images, the ones whose synthetic logit the maps explain. On real images the logit is low,
     # half the maps are all zero, and ROAD's smoothing imputation itself can look synthetic to the detector
     # (benchmarks/detector.py, per class: no different from random with the default NPR input, below random with
     # pixel input; clearly above random on synthetic images with both).
     rng = np.random.default_rng(seeded(audit, 70))
-    generated_rows = np.arange(len(reference), len(everything))
+    generated_rows = np.flatnonzero(labels == 1)
     chosen = np.sort(rng.choice(generated_rows, size=min(settings.DERMAUDIT_ROAD_IMAGES, len(generated_rows)), replace=False))
     extremes = [index for index, _, _ in select_confidence_extremes(labels, probabilities, per_class=2)]
     # Only the images Grad-CAM explains are decoded; the other rows stay blank and are never read.
@@ -105,6 +110,8 @@ def explanations_stage(audit: Audit) -> dict:
                                 random_seeds=(0, 1, 2), seed=seeded(audit, 71))
     return {
         "available": True, "method": "Grad-CAM (pytorch-grad-cam), target layer blocks[-1].norm1, class token dropped",
+        "detector": "the audit's own cross-fitted ViT, fold 0, on the images of its test fold (never trained on them)",
+        "n_explained_fold": len(everything),
         "target": "synthetic logit", "road_images": "generated",
         "overlays": [{"path": o.path, "label": "synthetic" if o.label else "real", "probability_synthetic": o.probability_synthetic,
                       "rank": o.rank, "caption": f"{'synthetic' if o.label else 'real'}, {o.rank.replace('_', ' ')}, "

@@ -6,6 +6,8 @@ from collections import Counter
 import numpy as np
 from PIL import Image as PILImage
 
+from auditor.audits.copies import copy_stage
+from auditor.audits.detectability import detectability_stage
 from auditor.audits.detector_stages import detector_stage, explanations_stage
 from auditor.audits.images import (
     artefact_folder,
@@ -14,6 +16,7 @@ from auditor.audits.images import (
     phototype_groups,
     phototype_of,
     phototype_sources,
+    reference_halves,
     seeded,
     set_features,
 )
@@ -29,6 +32,7 @@ from metrics.precision_recall import compute_precision_recall
 from metrics.subgroups import compute_by_matched_subgroup, recommended_min_n
 
 MIN_LABELLED_FOR_VALIDATION = 30
+MIN_HALF = 20  # reference images per half for the negative control
 
 
 def _target(audit: Audit) -> str | dict:
@@ -84,10 +88,28 @@ def phototype_stage(audit: Audit) -> dict:
             n_boot=1000, seed=seeded(audit, 40),
         )
         result["balance"] = balance.to_dict()
+        result["controls"] = phototype_controls(audit, balance)
     except ValueError as exc:
         result["balance"] = None
         result["balance_error"] = str(exc)
     return result
+
+
+def phototype_controls(audit: Audit, balance) -> dict:
+    """The same score on two sets of the audited set's size: one drawn from the target mix (must pass) and one
+    all of the phototype the target weights least (must fail). They show that the threshold separates a balanced
+    from an unbalanced set at this sample size."""
+    n = sum(balance.counts.values())
+    types = sorted(balance.target)
+    target = np.array([balance.target[t] for t in types], dtype=np.float64)
+    rng = np.random.default_rng(seeded(audit, 41))
+    drawn = rng.multinomial(n, target / target.sum())
+    weights = {t: balance.target[t] for t in types}
+    sample = score_balance({t: int(c) for t, c in zip(types, drawn)}, weights, n_boot=1000, seed=seeded(audit, 42))
+    rarest = min(types, key=lambda t: (balance.target[t], t))
+    single = score_balance({t: (n if t == rarest else 0) for t in types}, weights, n_boot=1000, seed=seeded(audit, 43))
+    return {"target_sample": {**sample.to_dict(), "label": f"{n} images drawn from the target mix"},
+            "single_type": {**single.to_dict(), "label": f"{n} images, all phototype {rarest}"}}
 
 
 def _suite(audit: Audit, reference: FeatureSet, candidate: FeatureSet, offset: int) -> dict:
@@ -140,6 +162,11 @@ def fidelity_stage(audit: Audit) -> dict:
         },
         "by_phototype": _subgroup_breakdown(audit, ref_images, reference, gen_images, generated),
     }
+    first, second = reference_halves(audit, ref_images)
+    if min(len(first), len(second)) >= MIN_HALF:
+        # Negative control: one random half of the reference audited as if generated against the other half.
+        result["negative_control"] = _suite(audit, reference.select(first), reference.select(second), 22)
+        result["negative_control"]["n_per_half"] = [len(first), len(second)]
     if audit.baseline_set_id:
         _, baseline = set_features(audit, audit.baseline_set)
         result["baseline"] = _suite(audit, reference, baseline, 20)
@@ -176,24 +203,28 @@ def _memorization(audit: Audit, training_images, training: FeatureSet, candidate
 
 
 def memorization_stage(audit: Audit) -> dict:
+    """The calibrated copy rule (auditor/audits/copies.py) carries the verdict; AuthPct in feature space stays a
+    descriptive number beside its rate on held-out real images."""
     training_set = audit.training_set or audit.reference_set
     training_images, training = set_features(audit, training_set)
     gen_images, generated = set_features(audit, audit.generated_set)
+    ref_images = ordered_images(audit.reference_set)
+    copies = copy_stage(audit, training_images, gen_images, ref_images)
     memo = _memorization(audit, training_images, training, gen_images, generated)
-    pairs = [(gen_images[p.generated_index], training_images[p.reference_index],
-              f"{', '.join(p.reasons)}; feature distance {p.feature_distance:.3f} vs training-NN {p.reference_nn_feature_distance:.3f}"
-              + (f"; SSIM {p.ssim:.3f}" if p.ssim is not None else ""))
-             for p in memo.flagged[:6]]
+    by_id = {image.pk: image for image in training_images + gen_images}
+    pairs = [(by_id[p["generated_id"]], by_id[p["training_id"]],
+              f"copy: score {p['score']:.3f} > threshold {copies['threshold']:.3f}, {p['transform']}")
+             for p in copies["flagged"][:6]]
     if not pairs:  # nothing flagged: still show the closest pairs, so a reader can judge
-        order = np.argsort(np.asarray(memo.nearest_feature_distance))[:4]
-        pairs = [(gen_images[i], training_images[memo.nearest_feature_index[i]],
-                  f"closest pair, feature distance {memo.nearest_feature_distance[i]:.3f} (not flagged)") for i in order]
+        pairs = [(by_id[p["generated_id"]], by_id[p["training_id"]],
+                  f"closest pair, copy score {p['score']:.3f} ≤ threshold {copies['threshold']:.3f} (not a copy)")
+                 for p in copies["closest"]]
     data = memo.to_dict()
     for key in ("nearest_feature_index", "nearest_feature_distance", "nearest_pixel_index", "nearest_pixel_distance"):
         data.pop(key, None)
     data["flagged"] = data["flagged"][:50]
     result = {"training_set": training_set.name, "training_is_reference": audit.training_set_id is None,
-              "generated": data, "pairs": _pair_montage(audit, pairs)}
+              "copies": copies, "generated": data, "pairs": _pair_montage(audit, pairs)}
     if audit.include_copy_baseline:
         copies = copy_baseline_images(audit, len(gen_images))
         copy = _memorization(audit, training_images, training, copies, features_of(copies, audit.extractor_id))
@@ -215,6 +246,7 @@ STAGE_FUNCTIONS = {
     "fidelity": fidelity_stage,
     "phototype": phototype_stage,
     "memorization": memorization_stage,
+    "detectability": detectability_stage,
     "detector": detector_stage,
     "explanations": explanations_stage,
     "report": report_stage,

@@ -9,7 +9,7 @@ from django.db import models
 from auditor.models.core import ImageSet, Organisation
 from auditor.models.training import DetectorRun
 
-STAGES = ["features", "fidelity", "phototype", "memorization", "detector", "explanations", "report"]
+STAGES = ["features", "fidelity", "phototype", "memorization", "detectability", "detector", "explanations", "report"]
 
 # Pre-specified acceptance criteria: name -> (default threshold, "max" = value must be <= threshold, "min" = >=).
 # The value compared is the one named in `basis` (e.g. the upper CI bound for FD, a conservative choice).
@@ -19,9 +19,13 @@ DEFAULT_CRITERIA = {
     "kid": {"threshold": 0.05, "direction": "max", "enabled": True, "basis": "KID point estimate"},
     "precision": {"threshold": 0.5, "direction": "min", "enabled": True, "basis": "precision (k=5)"},
     "recall": {"threshold": 0.3, "direction": "min", "enabled": True, "basis": "recall (k=5)"},
-    "memorization_rate": {"threshold": 0.05, "direction": "max", "enabled": True, "basis": "upper 95% CI of the copy-candidate rate"},
+    "memorization_rate": {"threshold": 0.05, "direction": "max", "enabled": True,
+                          "basis": "upper 95% CI of the calibrated copy rate (flips, rotations, crops, resizing, colour, blur, JPEG)"},
     "phototype_tvd": {"threshold": 0.5, "direction": "max", "enabled": True, "basis": "total variation distance to the target"},
-    "detector_auc": {"threshold": 0.99, "direction": "max", "enabled": False, "basis": "detector ROC AUC on the generated set vs held-out real"},
+    "detectability_auc": {"threshold": 0.75, "direction": "max", "enabled": True,
+                          "basis": "upper 95% CI of the cross-fitted ViT detector's AUC, generated vs reference"},
+    "probe_auc": {"threshold": 0.75, "direction": "max", "enabled": True,
+                  "basis": "upper 95% CI of the cross-fitted feature probe's AUC, generated vs reference"},
     "reader_auc": {"threshold": 0.75, "direction": "max", "enabled": False, "basis": "reader-averaged AUC (upper CI)"},
 }
 

@@ -64,7 +64,20 @@ def summary_section(criteria: list[dict]) -> Section:
                   "Pre-specified acceptance criteria (frozen when the audit started)", status_column=4)
     notes = [f"{row['name']}: {row['basis']}" + (f" — not evaluated: {row['reason']}" if row["status"] == "N/A" and row["reason"] else "")
              for row in criteria]
-    return Section(1, "Executive summary", [Callout(verdict, text), table, Paragraph("\n".join(notes))])
+    # Every verdict beside the controls that prove its instrument can pass and can fail (auditor/reporting/criteria.py).
+    outcome = {True: "met", False: "not met", None: "not measured"}
+    controls = Table(["Criterion", "Control", "Value", "95% CI", "Required", "Outcome"],
+                     [[row["name"], f"{control['kind']}: {control['label']}", control["value"],
+                       tuple(control["ci"]) if any(v is not None for v in control["ci"]) else None, control["requirement"],
+                       outcome[control["ok"]] + (f" ({control['reason']})" if control["ok"] is None and control["reason"] else "")]
+                      for row in criteria if row.get("enabled", True) for control in row.get("controls", [])],
+                     "Controls measured in the same run: a negative control must pass, a positive control must fail "
+                     "(or be detected as required); a criterion whose control is not met is N/A")
+    control_notes = [f"{row['name']}: {row['controls_note']}" for row in criteria if row.get("controls_note")]
+    blocks = [Callout(verdict, text), table, Paragraph("\n".join(notes)), controls]
+    if control_notes:
+        blocks.append(Paragraph("\n".join(control_notes)))
+    return Section(1, "Executive summary", blocks)
 
 
 def scope_section(audit: Audit) -> Section:

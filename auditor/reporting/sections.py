@@ -81,6 +81,8 @@ def fidelity_section(audit: Audit, results: dict) -> Section:
     if not fidelity:
         return Section(6, "Fidelity and diversity", [Callout("warning", "Not computed.")])
     suites = [("generated", fidelity["generated"])]
+    if fidelity.get("negative_control"):
+        suites.append(("reference half vs half (negative control)", fidelity["negative_control"]))
     if fidelity.get("baseline"):
         suites.append((f"baseline GAN ({fidelity.get('baseline_name', '')})", fidelity["baseline"]))
     if fidelity.get("copy_baseline"):
@@ -171,57 +173,132 @@ def phototype_section(audit: Audit, results: dict) -> Section:
     return Section(7, "Phototype balance", blocks)
 
 
+def _rate_row(name: str, block: dict | None) -> list:
+    block = block or {}
+    return [name, block.get("n"), block.get("copies"), block.get("copy_rate"), _ci(block.get("copy_ci")),
+            block.get("error") or block.get("against") or ""]
+
+
 def memorization_section(audit: Audit, results: dict) -> Section:
     memo = results.get("memorization")
     if not memo:
         return Section(8, "Memorization", [Callout("warning", "Not computed.")])
+    copies = memo.get("copies") or {}
+    blocks: list = [Facts([
+        ("Compared against", f"{memo['training_set']}" + (" (the reference set: no training set given)"
+                                                         if memo["training_is_reference"] else " (training set)")),
+        ("Copy rule", "a generated image is a copy when its best match among the training images, over flips, 90° "
+                      "rotations, crops down to 50 % of the area and rescaling, verified in fine pixel detail, scores "
+                      "above the threshold"),
+        ("Threshold", f"{copies['threshold']:.4f}, {copies['threshold_source']}" if copies else "—"),
+    ])]
+    if copies:
+        blocks.append(Table(
+            ["Set", "N", "copies", "copy rate", "95% CI", "note"],
+            [_rate_row("generated", copies.get("generated")),
+             _rate_row("held-out real images (negative control)", copies.get("held_out_real")),
+             _rate_row("exact copies of training images (positive control)", copies.get("exact_copies")),
+             _rate_row("transformed copies of training images (positive control)", copies.get("transformed_copies"))],
+            "Calibrated copy detection (Wilson 95% CIs; for the copy baselines the rate is the share detected)"))
     generated = memo["generated"]
     rows = [["generated", generated["n_generated"], generated["memorized_fraction"], _ci(generated["memorized_ci"]),
-             generated["feature_copy_fraction"], generated.get("pixel_copy_fraction"), generated["exact_duplicates"],
-             generated["near_duplicates"]]]
+             generated.get("real_baseline_copy_fraction"), generated["feature_copy_fraction"],
+             generated.get("pixel_copy_fraction"), generated["exact_duplicates"], generated["near_duplicates"]]]
     if memo.get("copy_baseline"):
         copy = memo["copy_baseline"]
-        rows.append(["copy baseline (control)", copy["n"], copy["memorized_fraction"], _ci(copy["memorized_ci"]),
-                     None, None, None, None])
-    blocks = [Facts([("Compared against", f"{memo['training_set']}" + (" (the reference set: no training set given)"
-                                                                        if memo["training_is_reference"] else " (training set)"))]),
-              Table(["Set", "N", "copy-candidate rate", "95% CI", "feature AuthPct", "pixel AuthPct", "exact dup.", "near dup."],
-                    rows, "Memorisation")]
+        rows.append(["exact copy baseline", copy["n"], copy["memorized_fraction"], _ci(copy["memorized_ci"]),
+                     None, None, None, None, None])
+    blocks.append(Table(["Set", "N", "AuthPct candidate rate", "95% CI", "same rule, real held-out", "feature AuthPct",
+                         "pixel AuthPct", "exact dup.", "near dup."], rows,
+                        "Descriptive only: nearest-neighbour (AuthPct) rates in feature space, beside the rate the same "
+                        "rule gives real images it never saw"))
     pairs = [ImageRef(p["path"], p["caption"]) for p in memo.get("pairs", []) if Path(p["path"]).exists()]
     if pairs:
-        blocks.append(ImageGrid("Closest generated (left) / training (right) pairs", pairs, columns=2))
+        blocks.append(ImageGrid("Closest generated (left) / training (right) pairs by the copy rule", pairs, columns=2))
     return Section(8, "Memorization", blocks)
 
 
+def _detectability_rows(name: str, block: dict) -> list[list]:
+    rows = []
+    for key, label in (("audited", "generated set"), ("negative_control", "reference half vs half (negative control)"),
+                       ("positive_control", "baseline set (positive control)")):
+        item = block.get(key)
+        if item is None:
+            continue
+        if item.get("error"):
+            rows.append([name, label, None, None, None, None, None, f"not computed: {item['error']}"])
+            continue
+        null = (item.get("null_low"), item.get("null_high")) if item.get("null_low") is not None else None
+        rows.append([name, label, item["auc"], _ci(item["ci"]), null, item["n_real"], item["n_synthetic"],
+                     "distinguishable" if item["distinguishable"] else "not distinguishable"])
+    return rows
+
+
+def _roc(item: dict) -> dict | None:
+    from sklearn.metrics import roc_curve
+
+    scores = item.get("scores")
+    if not scores:
+        return None
+    labels = [0] * item["n_real"] + [1] * item["n_synthetic"]
+    fpr, tpr, _ = roc_curve(labels, scores)
+    keep = sorted({round(i * (len(fpr) - 1) / 199) for i in range(200)}) if len(fpr) > 200 else range(len(fpr))
+    return {"fpr": [float(fpr[i]) for i in keep], "tpr": [float(tpr[i]) for i in keep]}
+
+
 def detector_section(audit: Audit, results: dict) -> Section:
+    blocks: list = []
+    detectability = results.get("detectability") or {}
+    if detectability:
+        vit, probe = detectability.get("vit") or {}, detectability.get("probe") or {}
+        blocks.append(Paragraph(
+            "Detectability is a classifier two-sample test: a classifier is trained on this generated set against the "
+            "reference, cross-fitted so that every image is scored only by a model that never trained on it; an AUC "
+            "of 0.5 means it cannot tell them apart. Two classifiers: the ViT detector on the pixels (trained for "
+            f"{(vit.get('audited') or {}).get('epochs', '—')} epochs per fold) and a logistic-regression probe on the "
+            "extractor's features (with a label-permutation null on the same folds). Each also ran on one random half "
+            "of the reference against the other (must not be distinguishable) and on the baseline set (must be "
+            "detected at AUC ≥ 0.9)."))
+        blocks.append(Table(["Test", "Set", "AUC", "95% CI", "permutation null 95%", "real", "synthetic", "outcome"],
+                            _detectability_rows("ViT, cross-fitted", vit) + _detectability_rows("feature probe", probe),
+                            "Detectability (out-of-fold AUC, DeLong 95% CI)"))
+        curves = []
+        for name, item in (("cross-fitted ViT", vit.get("audited") or {}), ("feature probe", probe.get("audited") or {})):
+            roc = _roc(item)
+            if roc:
+                curves.append({"name": name, **roc, "auc": item["auc"]})
+        if curves:
+            blocks.append(Chart("roc", "ROC: generated vs real, out-of-fold scores", {"curves": curves},
+                                x_label="false positive rate", y_label="true positive rate"))
     detector = results.get("detector") or {}
     if not detector.get("available"):
-        return Section(9, "Synthetic-image detector", [Callout("info", f"Not run: {detector.get('reason', 'no detector')}.")])
-    overall = detector["evaluation"]["overall"]
-    metric_rows = [[name, overall[key]["value"], (overall[key]["ci_low"], overall[key]["ci_high"])]
-                   for name, key in [("ROC AUC", "roc_auc"), ("Average precision", "average_precision"),
-                                     ("Accuracy at 0.5", "accuracy_at_0_5"), ("ECE before scaling", "ece_before_scaling"),
-                                     ("ECE after scaling", "ece_after_scaling")]]
-    blocks = [
-        Facts([("Generated images", str(detector["n_generated"])),
-               ("Real images", f"{detector['n_reference']} ({'held out from detector training' if detector['reference_is_held_out'] else 'may include training images: optimistic'})"),
-               ("Mean P(synthetic), generated", f"{detector['mean_probability_generated']:.3f}"),
-               ("Mean P(synthetic), real", f"{detector['mean_probability_reference']:.3f}")]),
-        Table(["Metric", "Value", "95% CI"], metric_rows, "Detection of this generated set"),
-        Chart("roc", "ROC: generated vs real", {"curves": [{"name": "detector", "fpr": detector["roc"]["fpr"],
-                                                             "tpr": detector["roc"]["tpr"], "auc": overall["roc_auc"]["value"]}]},
-              x_label="false positive rate", y_label="true positive rate"),
-    ]
-    robustness = detector["evaluation"].get("robustness_auc") or {}
-    if robustness:
-        blocks.append(Table(["Perturbation", "AUC", "95% CI"], [[k, v["value"], (v["ci_low"], v["ci_high"])] for k, v in robustness.items()],
-                            "Robustness"))
+        blocks.append(Callout("info", f"Screen not run: {detector.get('reason', 'no detector')}."))
+    else:
+        overall = detector["evaluation"]["overall"]
+        metric_rows = [[name, overall[key]["value"], (overall[key]["ci_low"], overall[key]["ci_high"])]
+                       for name, key in [("ROC AUC", "roc_auc"), ("Average precision", "average_precision"),
+                                         ("Accuracy at 0.5", "accuracy_at_0_5"), ("ECE before scaling", "ece_before_scaling"),
+                                         ("ECE after scaling", "ece_after_scaling")]]
+        blocks += [
+            Paragraph("Screen (descriptive, never a verdict): would a detector trained on other generators catch these "
+                      "images? A low AUC here says only that this generator differs from those it was trained on."),
+            Facts([("Generated images", str(detector["n_generated"])),
+                   ("Real images", f"{detector['n_reference']} ({'held out from detector training' if detector['reference_is_held_out'] else 'may include training images: optimistic'})"),
+                   ("Mean P(synthetic), generated", f"{detector['mean_probability_generated']:.3f}"),
+                   ("Mean P(synthetic), real", f"{detector['mean_probability_reference']:.3f}")]),
+            Table(["Metric", "Value", "95% CI"], metric_rows, "Screen: a detector of other generators on this set"),
+        ]
+        robustness = detector["evaluation"].get("robustness_auc") or {}
+        if robustness:
+            blocks.append(Table(["Perturbation", "AUC", "95% CI"], [[k, v["value"], (v["ci_low"], v["ci_high"])] for k, v in robustness.items()],
+                                "Screen: robustness"))
     explanations = results.get("explanations") or {}
     if explanations.get("available"):
         road = explanations["road"]
         target = explanations.get("target", "predicted class")
         images = f"{road['n_images']} generated images" if explanations.get("road_images") == "generated" else f"{road['n_images']} images"
-        blocks.append(Paragraph(f"Grad-CAM of the {target}. Faithfulness (ROAD, {images}): Grad-CAM {road['method_mean']:.3f} vs "
+        blocks.append(Paragraph(f"What gives these images away: Grad-CAM of the {target} of {explanations.get('detector', 'the detector')}. "
+                                f"Faithfulness (ROAD, {images}): Grad-CAM {road['method_mean']:.3f} vs "
                                 f"RandomCAM {road['random_mean']:.3f}; difference {road['difference_mean']:.3f} "
                                 f"[{road['difference_ci_low']:.3f}, {road['difference_ci_high']:.3f}]; "
                                 f"{'beats' if road['method_beats_random'] else 'does not beat'} the random baseline. "
@@ -229,7 +306,9 @@ def detector_section(audit: Audit, results: dict) -> Section:
         overlays = [ImageRef(o["path"], o["caption"]) for o in explanations["overlays"] if Path(o["path"]).exists()]
         if overlays:
             blocks.append(ImageGrid("Grad-CAM: most and least confident images of each class", overlays, columns=2))
-    return Section(9, "Synthetic-image detector", blocks)
+    if not blocks:
+        blocks.append(Callout("info", "Not run."))
+    return Section(9, "Detectability and the detector screen", blocks)
 
 
 def _estimate(value) -> tuple:

@@ -17,7 +17,7 @@ from auditor.models import Audit, ImageSet, Report
 from auditor.models.audits import DEFAULT_CRITERIA
 from auditor.reporting.criteria import evaluate_criteria, results_of
 from auditor.reporting.issuing import ReportError, approve_report
-from auditor.web.criteria_text import FALLBACK, with_plain_language
+from auditor.web.criteria_text import plain, with_plain_language
 from auditor.web.report_views import latest_report, load_twin, page_sections
 from auditor.web.views import _require
 
@@ -33,7 +33,7 @@ class AuditForm(forms.ModelForm):
         for name in ("generated_set", "reference_set", "training_set", "baseline_set"):
             self.fields[name].queryset = sets
         for name, spec in DEFAULT_CRITERIA.items():
-            title = FALLBACK.get(name, {}).get("title", name)
+            title = plain(name).get("title", name)
             bound = "at most" if spec["direction"] == "max" else "at least"
             self.fields[f"criterion_{name}"] = forms.FloatField(initial=spec["threshold"], label=f"{title}: {bound}",
                                                                 help_text=spec["basis"])

@@ -15,7 +15,7 @@ from auditor.models import Audit, Report
 from auditor.reporting.charts import chart_width_fraction, render_chart_png
 from auditor.reporting.document import block_from_dict
 from auditor.web import report_views
-from auditor.web.criteria_text import FALLBACK
+from auditor.reporting.criteria import CRITERIA
 from tests.web.pages import attribute_values, table, tables, visible_text
 from tests.web.worlds import audit_sets, finished_audit
 
@@ -48,14 +48,19 @@ def page_of(client, user, audit: Audit) -> str:
     return response.content.decode()
 
 
+def criteria_rows(html: str) -> list[list[str]]:
+    """The criteria table's header and one row per criterion (each criterion's controls follow it in a one-cell row)."""
+    return [row for row in table(html, id="criteria") if len(row) > 1]
+
+
 def test_criteria_are_named_in_plain_language(client, quality_user, audit):
     html = page_of(client, quality_user, audit)
     text = visible_text(html)
-    for name, plain in FALLBACK.items():
-        assert plain["title"] in text and plain["unit"] in text, name
+    for name, criterion in CRITERIA.items():
+        assert criterion.title in text and criterion.unit in text, name
         if "_" in name:
             assert name not in text, f"code name {name} shown on the page"
-    header = table(html, id="criteria")[0]
+    header = criteria_rows(html)[0]
     assert header == ["Criterion", "Value", "95% CI", "Threshold", "Result"]
 
 
@@ -64,7 +69,7 @@ def test_the_numbers_on_the_page_are_the_json_twins(client, quality_user, audit)
     summary = next(b for b in blocks(twin, "table") if b["status_column"] is not None)
     columns = summary["columns"]
     ci, threshold, status = columns.index("95% CI"), columns.index("Threshold"), summary["status_column"]
-    shown = table(html, id="criteria")[1:]
+    shown = criteria_rows(html)[1:]
     assert len(shown) == len(summary["rows_text"])
     for row, expected in zip(shown, summary["rows_text"]):
         value_cell, ci_cell, threshold_cell, status_cell = row[1:5]
@@ -92,7 +97,8 @@ def test_the_numbers_on_the_page_are_the_json_twins(client, quality_user, audit)
     text = visible_text(html)
     fidelity_chart = charts[0]["data"]
     assert f"real-vs-real floor = {fidelity_chart['reference']['value']:.3f}" in text
-    assert f"detector: AUC {charts[2]['data']['curves'][0]['auc']:.3f}" in text
+    for curve in charts[2]["data"]["curves"]:  # the ROC of the audit's own cross-fitted detectors
+        assert f"{curve['name']}: AUC {curve['auc']:.3f}" in text
 
 
 def _chart_numbers(data) -> list[float]:
@@ -196,7 +202,7 @@ def test_the_criteria_table_shows_the_evaluations_own_titles_and_controls(client
     monkeypatch.setattr(audit_views, "evaluate_criteria", with_controls)
     text = visible_text(page_of(client, quality_user, audit))
     assert "Distance to real images, relative to real-vs-real" in text and "One line from the evaluation." in text
-    assert "Unit: ratio to the floor" in text and FALLBACK["fd_upper_ci_over_floor"]["title"] not in text.split("Report v1")[0]
+    assert "Unit: ratio to the floor" in text and CRITERIA["fd_upper_ci_over_floor"].title not in text.split("Report v1")[0]
     assert "Negative control: reference half vs reference half: 1.020 [0.950, 1.100]; required ≤ 1.5 — met" in text
     assert "Positive control: copy baseline: n/a; required ≥ 3.0 — not measured (no copy baseline in this audit)" in text
     assert "Positive control: baseline GAN: 0.800 [0.700, 0.900]; required ≥ 3.0 — not met" in text
@@ -206,11 +212,11 @@ def test_a_draft_lists_its_thresholds_in_plain_language(client, quality_user, or
     draft = Audit.objects.create(organisation=org, name="draft", generated_set=sets["generated"], reference_set=sets["reference"],
                                  criteria={"reader_auc": {"enabled": True}})
     html = page_of(client, quality_user, draft)
-    rows = table(html, id="criteria")
+    rows = criteria_rows(html)
     assert rows[0] == ["Criterion", "Threshold", "Used"]
     used = {row[0]: row[2] for row in rows[1:]}
-    assert [used[title] for title in used if title.startswith(FALLBACK["reader_auc"]["title"])] == ["yes"]
-    assert [used[title] for title in used if title.startswith(FALLBACK["detector_auc"]["title"])] == ["no"]  # off by default
+    assert [used[title] for title in used if title.startswith(CRITERIA["reader_auc"].title)] == ["yes"]
+    assert [used[title] for title in used if title.startswith(CRITERIA["probe_auc"].title)] == ["yes"]  # on by default
     assert 'id="run-audit"' in html and 'id="report"' not in html
 
 

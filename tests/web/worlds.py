@@ -111,7 +111,7 @@ def finished_audit(organisation: Organisation, user, sets: dict[str, ImageSet], 
     audit = Audit.objects.create(
         organisation=organisation, name=name, created_by=user, generated_set=sets["generated"],
         reference_set=sets["reference"], baseline_set=sets["baseline"], include_copy_baseline=True, detector=detector,
-        criteria={"kid": {"threshold": 10.0}, "detector_auc": {"enabled": True}}, status=Audit.Status.SUCCEEDED,
+        criteria={"kid": {"threshold": 10.0}}, status=Audit.Status.SUCCEEDED,
         started_at=now, locked_at=now, finished_at=now, **fields)
     stages = copy.deepcopy(results) if results is not None else stored_results(audit, detector, fd_scale)
     for stage, data in stages.items():

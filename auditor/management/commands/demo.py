@@ -2,7 +2,8 @@
 
 Ingest a real reference set (default ../shared/data/isic-uda1), train a reference DCGAN briefly and sample a
 "generated" batch from it, train a small VAE as the baseline family, run the full audit (features, fidelity,
-phototype, memorisation, detector, Grad-CAM, report) and print the path of the PDF.
+phototype, memorisation by copy detection, detectability by cross-fitted detectors with their controls,
+Grad-CAM, report) and print the path of the PDF.
 """
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class Command(BaseCommand):
         audit = Audit.objects.create(
             organisation=organisation, name=f"demo audit {tag}", created_by=user,
             generated_set=generated, reference_set=reference, baseline_set=baseline, include_copy_baseline=True,
-            seed=seed, target_phototype={"kind": "uniform"}, criteria={"detector_auc": {"enabled": True}},
+            seed=seed, target_phototype={"kind": "uniform"},
         )
         self.step(f"running audit #{audit.pk} (eager: every stage in this process)")
         with transaction.atomic():
@@ -85,7 +86,12 @@ class Command(BaseCommand):
         verdicts = (audit.results.get(stage="report").data or {}).get("criteria", [])
         self.step("audit finished; acceptance criteria:")
         for row in verdicts:
-            self.stdout.write(f"  {row['status']:<4} {row['name']:<24} {row['value_text']:>10}  {row['threshold_text']}")
+            controls = ", ".join(f"{c['kind']} {'met' if c['ok'] else 'not met' if c['ok'] is False else 'not measured'}"
+                                 for c in row.get("controls", []))
+            self.stdout.write(f"  {row['status']:<4} {row['name']:<24} {row['value_text']:>10}  {row['threshold_text']:<9}"
+                              f"  controls: {controls or row.get('controls_note') or '—'}")
+            if row["status"] == "N/A" and row.get("reason"):
+                self.stdout.write(f"       {row['reason']}")
         self.stdout.write(f"\nReport (PDF): {report.pdf}\nJSON twin:    {report.json}\nPDF SHA-256:  {report.pdf_sha256}")
 
     def trained_samples(self, reference, kind, minutes, n, seed, user, name, set_kind) -> ImageSet:

@@ -32,10 +32,11 @@ from tests.auditor.audits.test_pipeline import _subset
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.worker]
 
 N_REFERENCE, N_GENERATED, CHUNK_SIZE = 48, 32, 16  # 80 images: 5 chunks
-ALL_STAGES = ("fidelity", "phototype", "memorization", "detector", "explanations")
+ALL_STAGES = ("fidelity", "phototype", "memorization", "detectability", "detector", "explanations")
 PER_IMAGE_STAGES = ("fidelity", "phototype", "memorization")  # built on the chunks' features and estimates
 # Set in this process (eager runs) and in every worker: what an audit computes must not differ between them.
-AUDIT_ENV = {"DERMAUDIT_ROAD_IMAGES": "4", "DERMAUDIT_TASK_LEASE_SECONDS": "12"}
+AUDIT_ENV = {"DERMAUDIT_ROAD_IMAGES": "4", "DERMAUDIT_TASK_LEASE_SECONDS": "12", "DERMAUDIT_CROSSFIT_EPOCHS": "1",
+             "DERMAUDIT_PROBE_PERMUTATIONS": "10"}
 WORKER_ENV = {**AUDIT_ENV, "DERMAUDIT_RECOVERY_INTERVAL_SECONDS": "3", "DERMAUDIT_LOG_LEVEL": "INFO", "OMP_NUM_THREADS": "1"}
 
 _shared: dict[str, object] = {}  # across this module's tests: the trained detector and the eager numbers
@@ -51,6 +52,8 @@ def audit_settings(settings, model_dir, monkeypatch):
     settings.DERMAUDIT_MODEL_DIR = model_dir
     settings.DERMAUDIT_ROAD_IMAGES = int(AUDIT_ENV["DERMAUDIT_ROAD_IMAGES"])
     settings.DERMAUDIT_TASK_LEASE_SECONDS = float(AUDIT_ENV["DERMAUDIT_TASK_LEASE_SECONDS"])
+    settings.DERMAUDIT_CROSSFIT_EPOCHS = int(AUDIT_ENV["DERMAUDIT_CROSSFIT_EPOCHS"])
+    settings.DERMAUDIT_PROBE_PERMUTATIONS = int(AUDIT_ENV["DERMAUDIT_PROBE_PERMUTATIONS"])
     monkeypatch.setattr(pipeline, "CHUNK_SIZE", CHUNK_SIZE)  # start_audit cuts the chunks in this process
     with intra_op_threads(1):
         yield settings
@@ -87,14 +90,14 @@ def _new_audit(name: str, isic_dir, pad_dir, tmp_path, with_detector: bool = Tru
     org, reference, generated = _image_sets(name, isic_dir, pad_dir, tmp_path)
     return Audit.objects.create(organisation=org, name="distributed", generated_set=generated, reference_set=reference,
                                 detector=_detector(org, reference, generated) if with_detector else None,
-                                include_copy_baseline=True, criteria={"detector_auc": {"enabled": True}})
+                                include_copy_baseline=True)
 
 
 def _comparable(value):
     """Stored results minus what legitimately differs between two audits: timings, file paths, row ids."""
     if isinstance(value, dict):
         return {k: _comparable(v) for k, v in value.items()
-                if k not in {"timings_s", "seconds_per_image", "path", "detector_run"}}
+                if k not in {"timings_s", "seconds_per_image", "seconds", "wall_s", "path", "detector_run"}}
     return [_comparable(v) for v in value] if isinstance(value, list) else value
 
 

@@ -1,0 +1,114 @@
+"""The detectability stage: can a classifier trained on *this* generated set tell it from the reference?
+
+Two classifier two-sample tests, each cross-fitted (every image scored only by a model that never trained on it) and
+each run three times in the same audit, so that its verdict comes with its controls:
+
+- audited: the generated set against the reference set;
+- negative control: one random half of the reference (whole lesions) against the other half — a detector that
+  "detects" real images here is fitting noise, and the criterion is N/A;
+- positive control: the baseline generator's images against the reference — a detector that cannot find them at
+  AUC >= 0.9 is too weak to vouch for anything, and the criterion is N/A.
+
+The probe (metrics/detectability.py) reads the features the audit already cached: seconds. The ViT
+(deepfake_detector/crossfit.py) trains per fold for a fixed number of epochs (DERMAUDIT_CROSSFIT_EPOCHS), so that
+a re-run gives the same models; the audited set's fold models are saved for the explanations stage, which explains
+each image with the model that never saw it.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from django.conf import settings
+
+import deepfake_detector as dd
+from auditor.audits.images import artefact_folder, lesion_group, ordered_images, reference_halves, seeded, set_features
+from auditor.detection.runs import standardised
+from auditor.models import Audit
+from deepfake_detector.crossfit import crossfit_detector
+from metrics.detectability import probe_detectability
+from metrics.results import InsufficientSamplesError
+
+PER_IMAGE = ("fold_of", "scores")
+
+
+def _summary(data: dict, keep_rows: bool = False) -> dict:
+    return data if keep_rows else {k: v for k, v in data.items() if k not in PER_IMAGE}
+
+
+def _probe(audit: Audit, real: np.ndarray, synthetic: np.ndarray, real_groups: list[str], offset: int) -> dict:
+    try:
+        result = probe_detectability(real, synthetic, real_groups=real_groups, folds=5,
+                                     n_permutations=settings.DERMAUDIT_PROBE_PERMUTATIONS, seed=seeded(audit, offset))
+    except InsufficientSamplesError as exc:
+        return {"error": str(exc)}
+    return _summary(result.to_dict())
+
+
+def probe_block(audit: Audit) -> dict:
+    ref_images, reference = set_features(audit, audit.reference_set)
+    _, generated = set_features(audit, audit.generated_set)
+    groups = [lesion_group(image) for image in ref_images]
+    first, second = reference_halves(audit, ref_images)
+    block = {
+        "audited": _probe(audit, reference.features, generated.features, groups, 100),
+        "negative_control": _probe(audit, reference.features[first], reference.features[second],
+                                   [groups[i] for i in first], 101),
+    }
+    if audit.baseline_set_id:
+        _, baseline = set_features(audit, audit.baseline_set)
+        block["positive_control"] = _probe(audit, reference.features, baseline.features, groups, 102)
+    return block
+
+
+def _crossfit(audit: Audit, real: np.ndarray, synthetic: np.ndarray, real_groups: list[str], offset: int):
+    try:
+        return crossfit_detector(real, synthetic, real_groups=real_groups, folds=settings.DERMAUDIT_CROSSFIT_FOLDS,
+                                 epochs=settings.DERMAUDIT_CROSSFIT_EPOCHS, seed=seeded(audit, offset))
+    except InsufficientSamplesError as exc:
+        return {"error": str(exc)}
+
+
+def _crossfit_summary(result, keep_rows: bool = False) -> dict:
+    if isinstance(result, dict):
+        return result
+    data = result.to_dict()
+    return {**_summary(data["detectability"], keep_rows), "epochs": data["epochs"], "per_fold": data["per_fold"]}
+
+
+def vit_block(audit: Audit) -> dict:
+    preprocessing = dd.Preprocessing()
+    ref_images = ordered_images(audit.reference_set)
+    gen_images = ordered_images(audit.generated_set)
+    groups = [lesion_group(image) for image in ref_images]
+    reference = standardised(ref_images, preprocessing)
+    audited = _crossfit(audit, reference, standardised(gen_images, preprocessing), groups, 110)
+    block = {"audited": _crossfit_summary(audited, keep_rows=True), "preprocessing": preprocessing.name,
+             "model": "AUDIT_SCALE_MODEL (deepfake_detector/crossfit.py)"}
+    if not isinstance(audited, dict):
+        folder = artefact_folder(audit, "detectability")
+        block["fold_models"] = [{"path": str(folder / f"fold_{k}.pt"),
+                                 "sha256": dd.save_detector(model, folder / f"fold_{k}.pt")}
+                                for k, model in enumerate(audited.fold_models)]
+    first, second = reference_halves(audit, ref_images)
+    block["negative_control"] = _crossfit_summary(_crossfit(audit, reference[first], reference[second],
+                                                            [groups[i] for i in first], 111))
+    if audit.baseline_set_id:
+        baseline = standardised(ordered_images(audit.baseline_set), preprocessing)
+        block["positive_control"] = _crossfit_summary(_crossfit(audit, reference, baseline, groups, 112))
+    return block
+
+
+def detectability_stage(audit: Audit) -> dict:
+    criteria = audit.effective_criteria()
+    started = time.perf_counter()
+    result = {"probe": probe_block(audit)}
+    probe_seconds = time.perf_counter() - started
+    if settings.DERMAUDIT_CROSSFIT_EPOCHS <= 0:
+        result["vit"] = {"audited": {"error": "the ViT cross-fit is switched off (DERMAUDIT_CROSSFIT_EPOCHS = 0)"}}
+    elif not criteria.get("detectability_auc", {}).get("enabled", True):
+        result["vit"] = {"audited": {"error": "the ViT detectability criterion is not selected for this audit"}}
+    else:
+        result["vit"] = vit_block(audit)
+    result["seconds"] = {"probe": probe_seconds, "vit": time.perf_counter() - started - probe_seconds}
+    return result
