@@ -64,6 +64,7 @@ __all__ = [
     "load_detector",
     "road_faithfulness",
     "save_detector",
+    "save_overlays",
     "score_images",
     "split_by_group",
     "standardise_image",

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import norm
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
-from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from metrics.results import (
@@ -40,7 +40,10 @@ from metrics.results import (
 )
 
 MIN_PER_CLASS = 10
-PROBE_METHOD = "cross-fitted logistic regression (L2, C = 1/sqrt(D)) on standardised extractor features"
+PROBE_COMPONENTS = 64
+PROBE_METHOD = (f"cross-fitted logistic regression (L2, C = 1/sqrt(k)) on the first k <= {PROBE_COMPONENTS} principal "
+                "components of the standardised extractor features (scaler and components fitted on each fold's "
+                "training rows, without labels)")
 
 
 def crossfit_folds(labels: np.ndarray, groups: Sequence | None = None, folds: int = 5, seed: Seed = 0) -> np.ndarray:
@@ -114,14 +117,26 @@ class Detectability(JsonResult):
     scores: tuple[float, ...]  # each row's out-of-fold score
 
 
-def _probe_scores(features: np.ndarray, labels: np.ndarray, fold_of: np.ndarray, seed: int) -> np.ndarray:
-    scores = np.empty(len(labels), dtype=np.float64)
+def _fold_designs(features: np.ndarray, fold_of: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+    """Per fold: (training rows, test rows, their design matrices). Scaling and the principal components are fitted on
+    the training rows only and use no labels, so they are shared by the observed labels and every permutation."""
+    designs = []
     for fold in np.unique(fold_of):
-        train, test = fold_of != fold, fold_of == fold
-        model = make_pipeline(StandardScaler(), LogisticRegression(C=1.0 / math.sqrt(features.shape[1]), max_iter=2000,
-                                                                   random_state=seed % 2**32))
-        model.fit(features[train], labels[train])
-        scores[test] = model.decision_function(features[test])
+        train, test = np.flatnonzero(fold_of != fold), np.flatnonzero(fold_of == fold)
+        scaler = StandardScaler().fit(features[train])
+        components = min(PROBE_COMPONENTS, len(train) - 1, features.shape[1])
+        pca = PCA(n_components=components, svd_solver="randomized", random_state=0).fit(scaler.transform(features[train]))
+        designs.append((train, test, pca.transform(scaler.transform(features[train])),
+                        pca.transform(scaler.transform(features[test]))))
+    return designs
+
+
+def _probe_scores(designs: list, labels: np.ndarray, seed: int) -> np.ndarray:
+    scores = np.empty(len(labels), dtype=np.float64)
+    for train, test, x_train, x_test in designs:
+        model = LogisticRegression(C=1.0 / math.sqrt(x_train.shape[1]), solver="newton-cholesky", max_iter=200)
+        model.fit(x_train, labels[train])
+        scores[test] = model.decision_function(x_test)
     return scores
 
 
@@ -152,14 +167,15 @@ def probe_detectability(
         groups = [f"r:{g}" if g is not None else f"r#{i}" for i, g in enumerate(real_groups or [None] * len(real))] + \
                  [f"s:{g}" if g is not None else f"s#{i}" for i, g in enumerate(synthetic_groups or [None] * len(synthetic))]
     fold_of = crossfit_folds(labels, groups, folds, recorded)
-    scores = _probe_scores(features, labels, fold_of, recorded)
+    designs = _fold_designs(features, fold_of)
+    scores = _probe_scores(designs, labels, recorded)
     auc, ci = auc_interval(labels, scores, confidence)
     null = []
     for _ in range(n_permutations):
         permuted = rng.permutation(labels)
         if any(len(np.unique(permuted[fold_of != f])) < 2 for f in range(folds)):
             continue
-        null.append(roc_auc_score(permuted, _probe_scores(features, permuted, fold_of, recorded)))
+        null.append(roc_auc_score(permuted, _probe_scores(designs, permuted, recorded)))
     null_arr = np.asarray(null)
     return Detectability(
         auc=auc, ci=ci,

@@ -1,0 +1,222 @@
+"""Verdict benchmark: does the audit give the right verdict on sets whose right verdict is known? (issue #16)
+
+    .venv/bin/python -m benchmarks.verdicts [--seed 1] [--gan-minutes 3] [--vae-minutes 1] [--out PATH]
+
+isic-uda1 (557 dermoscopy images, de-duplicated by decoded pixels) is split at random (by --seed) into halves: A is
+the reference and training set of every audit, B is real images no generator saw. From A, in this run: a DCGAN
+trained for --gan-minutes (as the README's demo does) and a VAE for --vae-minutes, 300 samples each. Six audits at
+the default thresholds, each with the VAE as its baseline set (the DCGAN for case e, which audits the VAE) and the
+copy baseline on:
+
+    a  B audited as "generated" against A       -> PASS fidelity, detectability, memorisation
+    b  200 exact copies of A's images            -> FAIL memorisation
+    c  200 transformed copies of A's images      -> FAIL memorisation   (flips, rotations, crops, resizing, colour,
+                                                                          blur, JPEG; another seed than the audit's
+                                                                          own positive control)
+    d  the short-trained DCGAN's samples         -> FAIL fidelity and detectability
+    e  the VAE's samples                         -> FAIL detectability
+    f  pad-ufes-20 (412 real clinical photos)    -> FAIL fidelity, PASS memorisation
+
+Fidelity is the criterion fd_upper_ci_over_floor, detectability both detectability_auc (cross-fitted ViT) and
+probe_auc (cross-fitted feature probe), memorisation memorization_rate (calibrated copy detection). An N/A where a
+verdict was expected counts as wrong. Prints case x criterion -> verdict beside the expected one, the false-PASS and
+false-FAIL counts, each audit's wall time, and writes benchmarks/results/verdicts.json:
+{"seed": ..., "cases": [{"case", "criterion", "expected", "verdict"}, ...]} (plus "details" with values, reasons and
+controls). Everything runs in this process on a fresh embedded database (SQLite, Celery eager) in a temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
+GROUPS = {"fidelity": ["fd_upper_ci_over_floor"], "detectability": ["detectability_auc", "probe_auc"],
+          "memorisation": ["memorization_rate"]}
+CASES = {
+    "a": ("one half of isic-uda1 against the other half", {"fidelity": "PASS", "detectability": "PASS", "memorisation": "PASS"}),
+    "b": ("exact copies of training images", {"memorisation": "FAIL"}),
+    "c": ("transformed copies of training images", {"memorisation": "FAIL"}),
+    "d": ("short-trained DCGAN", {"fidelity": "FAIL", "detectability": "FAIL"}),
+    "e": ("VAE baseline", {"detectability": "FAIL"}),
+    "f": ("pad-ufes-20 photos (real, other domain)", {"fidelity": "FAIL", "memorisation": "PASS"}),
+}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def write_folder(folder: Path, rows: list[dict], source: Path) -> Path:
+    """A folder of the chosen images (copied from the shared set into the temporary folder) and their labels.csv."""
+    (folder / "images").mkdir(parents=True)
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            shutil.copyfile(source / row["file"], folder / row["file"])
+            writer.writerow(row)
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--gan-minutes", type=float, default=3.0)
+    parser.add_argument("--vae-minutes", type=float, default=1.0)
+    parser.add_argument("--copies", type=int, default=200)
+    parser.add_argument("--samples", type=int, default=300)
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "verdicts.json")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="dermaudit-verdicts-"))
+    os.environ["DERMAUDIT_VAR_DIR"] = str(work / "var")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditor.settings")
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL"):  # the embedded default
+        os.environ.pop(name, None)
+    sys.path.insert(0, str(REPO))
+    import django
+
+    django.setup()
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path) -> None:
+    import numpy as np
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import transaction
+    from PIL import Image as PILImage
+
+    from auditor.audits import pipeline
+    from auditor.audits.tasks import run_audit_task
+    from auditor.generation.runs import sample_to_image_set, train_generator
+    from auditor.ingestion.importer import run_ingest
+    from auditor.models import Audit, GeneratorRun, ImageSet, IngestJob, Membership, Organisation, Role
+    from metrics.copy_detection import make_transformed_copies
+    from metrics.image_io import open_rgb, sha256_array
+
+    started = time.perf_counter()
+    call_command("migrate", verbosity=0, interactive=False)
+    organisation = Organisation.objects.create(name="Verdict benchmark")
+    user = get_user_model().objects.create(username="verdicts")
+    Membership.objects.create(user=user, organisation=organisation, role=Role.QUALITY)
+
+    def ingest(name: str, kind: str, folder: Path) -> ImageSet:
+        image_set = ImageSet.objects.create(organisation=organisation, name=name, kind=kind, created_by=user)
+        job = IngestJob.objects.create(image_set=image_set, source=str(folder)[:500], source_paths=[str(folder)])
+        run_ingest(job, [folder])
+        return image_set
+
+    isic = SHARED / "isic-uda1"
+    with open(isic / "labels.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    first_of: dict[str, int] = {}
+    for position, row in enumerate(rows):  # two known pixel-identical pairs: one image of each
+        first_of.setdefault(sha256_array(np.asarray(open_rgb(isic / row["file"]))), position)
+    distinct = np.array(sorted(first_of.values()))
+    order = distinct[np.random.default_rng(args.seed).permutation(len(distinct))]
+    half = len(order) // 2
+    reference = ingest("isic-uda1 half A", "reference", write_folder(work / "A", [rows[i] for i in order[:half]], isic))
+    held_out = ingest("isic-uda1 half B", "generated", write_folder(work / "B", [rows[i] for i in order[half:]], isic))
+    print(f"isic-uda1: {len(rows)} images, {len(distinct)} distinct; halves A {reference.images.count()} (reference and "
+          f"training) and B {held_out.images.count()} (never seen)", flush=True)
+
+    def trained(kind: str, minutes: float, seed: int) -> ImageSet:
+        run = GeneratorRun.objects.create(organisation=organisation, created_by=user, kind=kind, reference_set=reference,
+                                          seed=seed, max_seconds=minutes * 60, config={"image_size": 64})
+        run = train_generator(run)
+        image_set = sample_to_image_set(run, args.samples, seed=seed, name=f"{kind} samples", user=user)
+        print(f"{kind}: {run.message}", flush=True)
+        return image_set
+
+    dcgan = trained("dcgan", args.gan_minutes, args.seed)
+    vae = trained("vae", args.vae_minutes, args.seed + 1)
+    training = sorted(reference.images.all(), key=lambda image: image.sha256)
+    chosen = sorted(np.random.default_rng(args.seed + 2).choice(len(training), size=min(args.copies, len(training)),
+                                                                 replace=False).tolist())
+    exact_folder = work / "exact" / "images"
+    exact_folder.mkdir(parents=True)
+    for index in chosen:
+        shutil.copyfile(training[index].path, exact_folder / f"copy_{index:04d}{Path(training[index].path).suffix}")
+    exact = ingest("exact copies of A", "generated", exact_folder)
+    transformed_folder = work / "transformed" / "images"
+    transformed_folder.mkdir(parents=True)
+    for number, copy in enumerate(make_transformed_copies([training[i].path for i in chosen], args.seed + 3)):
+        PILImage.fromarray(copy.image).save(transformed_folder / f"transformed_{number:04d}.png")
+    transformed = ingest("transformed copies of A", "generated", transformed_folder)
+    pad = ingest("pad-ufes-20", "generated", SHARED / "pad-ufes-20")
+
+    generated = {"a": held_out, "b": exact, "c": transformed, "d": dcgan, "e": vae, "f": pad}
+    outcome, details, walls = [], [], {}
+    for case in args.cases:
+        description, expected = CASES[case]
+        baseline = dcgan if case == "e" else vae
+        audit = Audit.objects.create(organisation=organisation, name=f"case {case}: {description}", created_by=user,
+                                     generated_set=generated[case], reference_set=reference, baseline_set=baseline,
+                                     include_copy_baseline=True, seed=args.seed, target_phototype={"kind": "uniform"})
+        clock = time.perf_counter()
+        with transaction.atomic():
+            pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
+        audit.refresh_from_db()
+        walls[case] = time.perf_counter() - clock
+        if audit.status != Audit.Status.SUCCEEDED:
+            raise SystemExit(f"case {case}: audit {audit.status}: {audit.error}")
+        rows_by_name = {row["name"]: row for row in audit.results.get(stage="report").data["criteria"]}
+        for group, verdict_expected in expected.items():
+            for name in GROUPS[group]:
+                row = rows_by_name[name]
+                outcome.append({"case": case, "criterion": name, "expected": verdict_expected, "verdict": row["status"]})
+                details.append({"case": case, "criterion": name, "value": row["value"], "ci": row["ci"],
+                                "reason": row["reason"],
+                                "controls": [{k: c[k] for k in ("kind", "label", "value", "requirement", "ok")}
+                                             for c in row["controls"]]})
+        print(f"case {case} ({description}): {walls[case]:.0f} s: "
+              + ", ".join(f"{o['criterion']} {o['verdict']}" for o in outcome if o["case"] == case), flush=True)
+
+    print(f"\nVerdicts at the default thresholds, seed {args.seed}; {cpu_name()}, {os.cpu_count()} CPUs; "
+          f"DCGAN {args.gan_minutes:g} min, VAE {args.vae_minutes:g} min; ViT {settings.DERMAUDIT_CROSSFIT_EPOCHS} "
+          f"epochs x {settings.DERMAUDIT_CROSSFIT_FOLDS} folds")
+    header = f"| {'case':<46} | {'criterion':<22} | {'expected':<8} | {'verdict':<7} | {'value':>7} | right |"
+    print(header)
+    print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
+    for row, detail in zip(outcome, details):
+        value = detail["value"]
+        print(f"| {row['case'] + ' ' + CASES[row['case']][0]:<46} | {row['criterion']:<22} | {row['expected']:<8} | "
+              f"{row['verdict']:<7} | {value if value is not None else float('nan'):>7.3f} | "
+              f"{'yes' if row['verdict'] == row['expected'] else 'NO'} |")
+        if row["verdict"] == "N/A":
+            print(f"|   N/A because: {detail['reason']}")
+    false_pass = sum(r["verdict"] == "PASS" and r["expected"] == "FAIL" for r in outcome)
+    false_fail = sum(r["verdict"] == "FAIL" and r["expected"] == "PASS" for r in outcome)
+    missing = sum(r["verdict"] == "N/A" for r in outcome)
+    print(f"\nwrong verdicts: {false_pass + false_fail + missing} of {len(outcome)} (false PASS {false_pass}, false FAIL "
+          f"{false_fail}, N/A where a verdict was expected {missing}); audit wall times: "
+          + ", ".join(f"{case} {wall:.0f} s" for case, wall in walls.items())
+          + f"; whole run {time.perf_counter() - started:.0f} s")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"seed": args.seed, "cases": outcome, "details": details,
+                                    "audit_wall_s": walls}, indent=1) + "\n")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
