@@ -30,7 +30,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -49,16 +48,6 @@ CASES = {
     "e": ("VAE baseline", {"detectability": "FAIL"}),
     "f": ("pad-ufes-20 photos (real, other domain)", {"fidelity": "FAIL", "memorisation": "PASS"}),
 }
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def write_folder(folder: Path, rows: list[dict], source: Path) -> Path:
@@ -108,6 +97,7 @@ def run(args, work: Path) -> None:
 
     from auditor.audits import pipeline
     from auditor.audits.tasks import run_audit_task
+    from benchmarks.copy_detection import cpu_name
     from auditor.generation.runs import sample_to_image_set, train_generator
     from auditor.ingestion.importer import run_ingest
     from auditor.models import Audit, GeneratorRun, ImageSet, IngestJob, Membership, Organisation, Role

@@ -111,10 +111,11 @@ def copy_stage(audit: Audit, training_images: list[Image], generated_images: lis
         "flagged": [{"generated": generated_images[m.candidate_index].original_name,
                      "training": training_images[m.training_index].original_name, "score": m.score,
                      "transform": m.transform, "window": list(m.window),
-                     "generated_id": generated_images[m.candidate_index].pk,
-                     "training_id": training_images[m.training_index].pk} for _, m in flagged[:50]],
-        "closest": [{"generated_id": generated_images[m.candidate_index].pk,
-                     "training_id": training_images[m.training_index].pk, "score": m.score, "transform": m.transform}
+                     "generated_sha256": generated_images[m.candidate_index].sha256,
+                     "training_sha256": training_images[m.training_index].sha256} for _, m in flagged[:50]],
+        "closest": [{"generated_sha256": generated_images[m.candidate_index].sha256,
+                     "training_sha256": training_images[m.training_index].sha256, "score": m.score,
+                     "transform": m.transform}
                     for m in sorted(generated.matches, key=lambda m: -m.score)[:4]],
         "seconds": generated.seconds + exact.seconds + transformed_matches.seconds + (held.seconds if held else 0.0),
     }

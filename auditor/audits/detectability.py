@@ -16,6 +16,7 @@ each image with the model that never saw it.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 
 import numpy as np
@@ -76,6 +77,14 @@ def _crossfit_summary(result, keep_rows: bool = False) -> dict:
     return {**_summary(data["detectability"], keep_rows), "epochs": data["epochs"], "per_fold": data["per_fold"]}
 
 
+def weights_sha256(detector: dd.Detector) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in detector.model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def vit_block(audit: Audit) -> dict:
     preprocessing = dd.Preprocessing()
     ref_images = ordered_images(audit.reference_set)
@@ -87,8 +96,11 @@ def vit_block(audit: Audit) -> dict:
              "model": "AUDIT_SCALE_MODEL (deepfake_detector/crossfit.py)"}
     if not isinstance(audited, dict):
         folder = artefact_folder(audit, "detectability")
+        # sha256: the checkpoint file (weights and metadata, e.g. training wall times); weights_sha256: the weights
+        # alone, which a re-run reproduces.
         block["fold_models"] = [{"path": str(folder / f"fold_{k}.pt"),
-                                 "sha256": dd.save_detector(model, folder / f"fold_{k}.pt")}
+                                 "sha256": dd.save_detector(model, folder / f"fold_{k}.pt"),
+                                 "weights_sha256": weights_sha256(model)}
                                 for k, model in enumerate(audited.fold_models)]
     first, second = reference_halves(audit, ref_images)
     block["negative_control"] = _crossfit_summary(_crossfit(audit, reference[first], reference[second],

@@ -211,12 +211,13 @@ def memorization_stage(audit: Audit) -> dict:
     ref_images = ordered_images(audit.reference_set)
     copies = copy_stage(audit, training_images, gen_images, ref_images)
     memo = _memorization(audit, training_images, training, gen_images, generated)
-    by_id = {image.pk: image for image in training_images + gen_images}
-    pairs = [(by_id[p["generated_id"]], by_id[p["training_id"]],
+    training_by_hash = {image.sha256: image for image in training_images}
+    generated_by_hash = {image.sha256: image for image in gen_images}
+    pairs = [(generated_by_hash[p["generated_sha256"]], training_by_hash[p["training_sha256"]],
               f"copy: score {p['score']:.3f} > threshold {copies['threshold']:.3f}, {p['transform']}")
              for p in copies["flagged"][:6]]
     if not pairs:  # nothing flagged: still show the closest pairs, so a reader can judge
-        pairs = [(by_id[p["generated_id"]], by_id[p["training_id"]],
+        pairs = [(generated_by_hash[p["generated_sha256"]], training_by_hash[p["training_sha256"]],
                   f"closest pair, copy score {p['score']:.3f} ≤ threshold {copies['threshold']:.3f} (not a copy)")
                  for p in copies["closest"]]
     data = memo.to_dict()

@@ -14,7 +14,9 @@ STAGES = ["features", "fidelity", "phototype", "memorization", "detectability", 
 # Pre-specified acceptance criteria: name -> (default threshold, "max" = value must be <= threshold, "min" = >=).
 # The value compared is the one named in `basis` (e.g. the upper CI bound for FD, a conservative choice).
 DEFAULT_CRITERIA = {
-    "fd_upper_ci_over_floor": {"threshold": 3.0, "direction": "max", "enabled": True,
+    # 1.5: benchmarks/verdicts.py measured upper bounds of 0.71 for one half of isic-uda1 against the other, 2.36 for
+    # real clinical photos of another domain (pad-ufes-20) and 6.1 for a 3-minute DCGAN; 3.0 let the photos pass.
+    "fd_upper_ci_over_floor": {"threshold": 1.5, "direction": "max", "enabled": True,
                                "basis": "upper 95% CI of FD divided by the real-vs-real floor at the same N"},
     "kid": {"threshold": 0.05, "direction": "max", "enabled": True, "basis": "KID point estimate"},
     "precision": {"threshold": 0.5, "direction": "min", "enabled": True, "basis": "precision (k=5)"},

@@ -97,7 +97,7 @@ def _comparable(value):
     """Stored results minus what legitimately differs between two audits: timings, file paths, row ids."""
     if isinstance(value, dict):
         return {k: _comparable(v) for k, v in value.items()
-                if k not in {"timings_s", "seconds_per_image", "seconds", "wall_s", "path", "detector_run"}}
+                if k not in {"timings_s", "seconds_per_image", "seconds", "wall_s", "path", "detector_run", "sha256"}}
     return [_comparable(v) for v in value] if isinstance(value, list) else value
 
 

@@ -32,7 +32,7 @@ def balance(tvd: float) -> dict:
 def good_results() -> dict:
     """A well-behaved audit: every control met, the generated set good on every criterion."""
     return {
-        "fidelity": {"generated": suite(12.0, 20.0, 10.0, 0.002, 0.7, 0.6),
+        "fidelity": {"generated": suite(11.0, 13.0, 10.0, 0.002, 0.7, 0.6),
                      "negative_control": suite(10.0, 13.0, 10.0, 0.001, 0.75, 0.7),
                      "baseline": suite(90.0, 100.0, 10.0, 0.2, 0.1, 0.05)},
         "memorization": {"copies": {"generated": rate(0, 1000, 0.004), "held_out_real": rate(2, 278, 0.026),
@@ -62,7 +62,7 @@ def test_controls_met_give_verdicts():
                  "detectability_auc", "probe_auc"):
         assert rows[name]["status"] == "PASS", (name, rows[name]["reason"])
         assert [c["ok"] for c in rows[name]["controls"]] == [True] * len(rows[name]["controls"])
-    assert rows["fd_upper_ci_over_floor"]["value"] == pytest.approx(2.0)
+    assert rows["fd_upper_ci_over_floor"]["value"] == pytest.approx(1.3)
     bad = good_results()
     bad["fidelity"]["generated"] = suite(80.0, 95.0, 10.0, 0.1, 0.2, 0.1)
     bad["memorization"]["copies"]["generated"] = rate(80, 1000, 0.098)
