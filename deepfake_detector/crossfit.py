@@ -26,7 +26,7 @@ from deepfake_detector.data import DataSplit, LabelledImages, Preprocessing
 from deepfake_detector.model import Detector, DetectorConfig
 from deepfake_detector.scoring import Images, score_images
 from deepfake_detector.train import TrainConfig, TrainingProgress, train_detector
-from metrics.detectability import Detectability, auc_interval, crossfit_folds
+from metrics.detectability import Detectability, auc_interval, crossfit_folds, pooled_groups
 from metrics.results import InsufficientSamplesError, Seed, resolve_seed, to_jsonable
 from metrics.torch_threads import intra_op_threads
 
@@ -99,7 +99,7 @@ def crossfit_detector(
     recorded, _ = resolve_seed(seed)
     images = np.concatenate([real, synthetic])
     labels = np.concatenate([np.zeros(len(real), np.int64), np.ones(len(synthetic), np.int64)])
-    groups = _row_groups(real_groups, synthetic_groups, len(real), len(synthetic))
+    groups = pooled_groups(real_groups, synthetic_groups, len(real), len(synthetic))
     fold_of = crossfit_folds(labels, groups, folds, recorded)
     # LabelledImages wants a group per row; train_detector only uses them for its metadata.
     dataset = LabelledImages(images, labels, np.asarray(groups if groups is not None else np.arange(len(labels)),
@@ -165,19 +165,6 @@ def _checked_images(images: np.ndarray, name: str, model: DetectorConfig, prepro
     if model.img_size != size:
         raise ValueError(f"the model takes {model.img_size} px input, the preprocessing makes {size} px")
     return images
-
-
-def _row_groups(real_groups: Sequence | None, synthetic_groups: Sequence | None, n_real: int,
-                n_synthetic: int) -> list[str] | None:
-    """One group key per row, as the feature probe builds them (so equal inputs and seed give equal folds): class
-    prefix, and a row of its own for an image without a group."""
-    if real_groups is None and synthetic_groups is None:
-        return None
-    for given, n, name in ((real_groups, n_real, "real"), (synthetic_groups, n_synthetic, "synthetic")):
-        if given is not None and len(given) != n:
-            raise ValueError(f"{name}_groups has {len(given)} entries for {n} images")
-    return [f"r:{g}" if g is not None else f"r#{i}" for i, g in enumerate(real_groups or [None] * n_real)] + \
-           [f"s:{g}" if g is not None else f"s#{i}" for i, g in enumerate(synthetic_groups or [None] * n_synthetic)]
 
 
 def _inner_split(rows: np.ndarray, labels: np.ndarray, groups: list[str] | None, test: np.ndarray,

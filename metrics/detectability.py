@@ -74,6 +74,20 @@ def crossfit_folds(labels: np.ndarray, groups: Sequence | None = None, folds: in
     return fold_of
 
 
+def pooled_groups(real_groups: Sequence | None, synthetic_groups: Sequence | None, n_real: int,
+                  n_synthetic: int) -> list[str] | None:
+    """One group key per pooled row (real rows first): the class as a prefix, and a group of its own for an image
+    without one. None when neither class has groups. The probe and the ViT cross-fit share it, so that equal inputs
+    and seed give them equal folds."""
+    if real_groups is None and synthetic_groups is None:
+        return None
+    for given, n, name in ((real_groups, n_real, "real"), (synthetic_groups, n_synthetic, "synthetic")):
+        if given is not None and len(given) != n:
+            raise ValueError(f"{name}_groups has {len(given)} entries for {n} images")
+    return [f"r:{g}" if g is not None else f"r#{i}" for i, g in enumerate(real_groups or [None] * n_real)] + \
+           [f"s:{g}" if g is not None else f"s#{i}" for i, g in enumerate(synthetic_groups or [None] * n_synthetic)]
+
+
 def auc_interval(labels: np.ndarray, scores: np.ndarray, confidence: float = 0.95) -> tuple[float, ConfidenceInterval]:
     """Empirical AUC (ties count half) and its DeLong (1988) Wald interval, clipped to [0, 1]."""
     labels = np.asarray(labels).astype(bool)
@@ -162,10 +176,7 @@ def probe_detectability(
     recorded, rng = resolve_seed(seed)
     features = np.vstack([real, synthetic])
     labels = np.concatenate([np.zeros(len(real), np.int64), np.ones(len(synthetic), np.int64)])
-    groups = None
-    if real_groups is not None or synthetic_groups is not None:
-        groups = [f"r:{g}" if g is not None else f"r#{i}" for i, g in enumerate(real_groups or [None] * len(real))] + \
-                 [f"s:{g}" if g is not None else f"s#{i}" for i, g in enumerate(synthetic_groups or [None] * len(synthetic))]
+    groups = pooled_groups(real_groups, synthetic_groups, len(real), len(synthetic))
     fold_of = crossfit_folds(labels, groups, folds, recorded)
     designs = _fold_designs(features, fold_of)
     scores = _probe_scores(designs, labels, recorded)

@@ -36,12 +36,15 @@ CONTROL_SIZE = 200  # copies of training images per positive control
 FOLDS = 5
 
 
-def _rate(hits: np.ndarray) -> dict:
-    n = int(len(hits))
-    count = int(np.sum(hits))
+def _rate(count: int, n: int) -> dict:
+    """Copies among n images with the Wilson 95% CI, as the memorisation criterion and its controls read it."""
     ci = wilson_interval(count, n)
     return {"n": n, "copies": count, "copy_rate": count / n if n else None,
             "copy_ci": {"low": ci.low, "high": ci.high, "method": ci.method}}
+
+
+def _share(hits: np.ndarray) -> dict:
+    return _rate(int(np.sum(hits)), len(hits))
 
 
 def _sample(n_pool: int, size: int, seed: int) -> list[int]:
@@ -79,16 +82,13 @@ def copy_stage(audit: Audit, training_images: list[Image], generated_images: lis
         calibration = calibrate_from_matches(held, transformed_matches, transformed, TARGET_FALSE_COPY_RATE,
                                              folds=FOLDS, seed=seeded(audit, 53))
         threshold = calibration.threshold
-        negative = {"n": calibration.false_copies.n, "copies": calibration.false_copies.count,
-                    "copy_rate": calibration.false_copies.rate,
-                    "copy_ci": {"low": calibration.false_copies.ci.low, "high": calibration.false_copies.ci.high,
-                                "method": calibration.false_copies.ci.method},
+        negative = {**_rate(calibration.false_copies.count, calibration.false_copies.n),
                     "rule": f"cross-fitted ({FOLDS}-fold): each held-out image against a threshold set without it"}
         threshold_source = (f"calibrated on {len(held.matches)} held-out real images at this audit's resolution "
                             f"(split-conformal, false-copy target {TARGET_FALSE_COPY_RATE:.0%})")
     else:
         threshold = DEFAULT_THRESHOLD
-        negative = _rate(held.scores > threshold) if held is not None else {"error": "no held-out real images"}
+        negative = _share(held.scores > threshold) if held is not None else {"error": "no held-out real images"}
         threshold_source = (f"the library's default (isic-uda1 at >= 128 px): only "
                             f"{len(held.matches) if held else 0} held-out real images, {needed} needed to calibrate")
     if held is not None:
@@ -101,12 +101,12 @@ def copy_stage(audit: Audit, training_images: list[Image], generated_images: lis
     return {
         "threshold": threshold, "threshold_source": threshold_source, "method": generated.method,
         "calibration": calibration.to_dict() if calibration else None,
-        "generated": {**_rate(generated.scores > threshold),
+        "generated": {**_share(generated.scores > threshold),
                       "score_quantiles": {q: float(np.quantile(generated.scores, v))
                                           for q, v in (("median", 0.5), ("q99", 0.99), ("max", 1.0))}},
         "held_out_real": negative,
-        "exact_copies": _rate(detected(exact, exact_rows)),
-        "transformed_copies": {**_rate(detected(transformed_matches, exact_rows)),
+        "exact_copies": _share(detected(exact, exact_rows)),
+        "transformed_copies": {**_share(detected(transformed_matches, exact_rows)),
                                "transforms": sorted({kind for copy in transformed for kind in copy.kinds})},
         "flagged": [{"generated": generated_images[m.candidate_index].original_name,
                      "training": training_images[m.training_index].original_name, "score": m.score,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 from django.conf import settings
-from sklearn.metrics import roc_curve
 
 import deepfake_detector as dd
 from auditor.audits.images import artefact_folder, ordered_images, seeded
 from auditor.detection.runs import _phototype, load, standardised, store_scores
 from auditor.models import Audit, DetectorRun, Image
 from auditor.models.training import TrainingStatus
+from deepfake_detector.evaluate import roc_points
 from deepfake_detector.explain import select_confidence_extremes
 
 
@@ -56,8 +56,6 @@ def detector_stage(audit: Audit) -> dict:
                                       seed=seeded(audit, 61))
     probabilities = dd.score_images(detector, images)
     store_scores(run, reference + generated, probabilities)  # per-image results; the explanations stage reuses them
-    fpr, tpr, _ = roc_curve(labels, probabilities)
-    keep = np.unique(np.linspace(0, len(fpr) - 1, min(len(fpr), 200)).round().astype(int))
     return {
         "available": True, "detector_run": run.pk, "detector_sha256": run.checkpoint_sha256,
         "preprocessing": detector.preprocessing.name, "trained_on": run.evaluation.get("training", {}),
@@ -66,7 +64,7 @@ def detector_stage(audit: Audit) -> dict:
         "evaluation": evaluation.to_dict(),
         "mean_probability_generated": float(probabilities[labels == 1].mean()),
         "mean_probability_reference": float(probabilities[labels == 0].mean()),
-        "roc": {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()},
+        "roc": roc_points(labels, probabilities),
     }
 
 

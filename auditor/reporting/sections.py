@@ -7,6 +7,7 @@ from pathlib import Path
 from auditor.models import Audit, ImageSet
 from auditor.reporting import Callout, Chart, Facts, ImageGrid, ImageRef, Paragraph, Section, Table
 from auditor.reporting.criteria import reader_summary
+from deepfake_detector.evaluate import roc_points
 
 PHOTOTYPES = ["1", "2", "3", "4", "5", "6", "undetermined"]
 ROMAN = {"1": "I", "2": "II", "3": "III", "4": "IV", "5": "V", "6": "VI", "undetermined": "undet."}
@@ -235,15 +236,10 @@ def _detectability_rows(name: str, block: dict) -> list[list]:
 
 
 def _roc(item: dict) -> dict | None:
-    from sklearn.metrics import roc_curve
-
-    scores = item.get("scores")
-    if not scores:
+    """The ROC of a cross-fit's stored out-of-fold scores (real rows first)."""
+    if not item.get("scores"):
         return None
-    labels = [0] * item["n_real"] + [1] * item["n_synthetic"]
-    fpr, tpr, _ = roc_curve(labels, scores)
-    keep = sorted({round(i * (len(fpr) - 1) / 199) for i in range(200)}) if len(fpr) > 200 else range(len(fpr))
-    return {"fpr": [float(fpr[i]) for i in keep], "tpr": [float(tpr[i]) for i in keep]}
+    return roc_points([0] * item["n_real"] + [1] * item["n_synthetic"], item["scores"])
 
 
 def detector_section(audit: Audit, results: dict) -> Section:

@@ -94,9 +94,6 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
     # ... and one that the 2-step baseline passes cannot either: KID <= 10 misses the positive control.
     assert criteria["kid"]["status"] == "N/A" and "positive control did not behave" in criteria["kid"]["reason"], shown
     assert criteria["reader_auc"]["status"] == "N/A"
-    for row in criteria.values():
-        if row["status"] in ("PASS", "FAIL"):
-            assert row["controls"] == [] or all(control["ok"] for control in row["controls"]), row["name"]
     failing = {name for name, c in criteria.items() if c["status"] == "FAIL"}
 
     report = Report.objects.get(audit=audit)
