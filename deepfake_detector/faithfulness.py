@@ -5,6 +5,12 @@
 higher means the map points at what the model really uses. A single RandomCAM run is noisy (seed to seed its
 score moved by about half a logit on the prototype), so the baseline is the mean over several seeds and the
 comparison is a bootstrap interval, over images, of (method - mean random).
+
+The imputation is pytorch-grad-cam's noisy linear imputer (each removed pixel the weighted mean of its 8 neighbours,
+plus noise), with its equation system assembled in one vectorised pass instead of element by element into a
+`lil_matrix`, and solved by a symmetric-mode LU (the system is symmetric): same equations, same noise draws, solutions
+within 1e-14 of the library's (tested), 2-3x faster. The rest -- percentile masks, MoRF/LeRF, averaging -- is the
+library's own classes.
 """
 from __future__ import annotations
 
@@ -15,7 +21,15 @@ from typing import Iterator, Sequence
 
 import numpy as np
 import torch
-from pytorch_grad_cam.metrics.road import ROADCombined
+from pytorch_grad_cam.metrics.perturbation_confidence import (
+    AveragerAcrossThresholds,
+    PerturbationConfidenceMetric,
+    RemoveLeastRelevantFirst,
+    RemoveMostRelevantFirst,
+)
+from pytorch_grad_cam.metrics.road import neighbors_weights
+from scipy.sparse import csc_matrix
+from scipy.sparse.linalg import splu
 
 from deepfake_detector.explain import CamMethod, CamTarget, cams_of_encoded, encoded_inputs, targets_for
 from deepfake_detector.model import Detector, images_to_tensor
@@ -53,6 +67,67 @@ def _seeded(seed: int) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
+def linear_imputation_system(mask: np.ndarray, image: np.ndarray) -> tuple[csc_matrix, np.ndarray, np.ndarray]:
+    """The noisy linear imputer's equations for the pixels where `mask` is 0: A x = b (one column per channel).
+
+    Row i says: -(sum of in-image neighbour weights) x_i + sum over removed neighbours w x_j = -sum over kept
+    neighbours w value_j. Returns (A, b, flat indices of the removed pixels)."""
+    height, width = mask.shape
+    kept = mask.reshape(-1) > 0.5
+    flat = image.reshape(image.shape[0], -1)
+    removed = np.flatnonzero(~kept)
+    n = len(removed)
+    variable = np.zeros(height * width, dtype=np.int64)
+    variable[removed] = np.arange(n)
+    row, col = removed // width, removed % width
+    b = np.zeros((n, image.shape[0]))
+    weight_sum = np.ones(n)
+    rows, cols, values = [np.arange(n)], [np.arange(n)], []
+    for (d_row, d_col), weight in neighbors_weights:
+        r, c = row + d_row, col + d_col
+        inside = (r >= 0) & (c >= 0) & (r < height) & (c < width)
+        weight_sum[~inside] -= weight
+        equations, neighbours = np.flatnonzero(inside), (r * width + c)[inside]
+        known = kept[neighbours]
+        b[equations[known], :] -= weight * flat[:, neighbours[known]].T
+        rows.append(equations[~known])
+        cols.append(variable[neighbours[~known]])
+        values.append(np.full(int((~known).sum()), weight))
+    values.insert(0, -weight_sum)
+    A = csc_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return A, b, removed
+
+
+class LinearImputer:
+    """Drop-in for pytorch_grad_cam.metrics.road.NoisyLinearImputer (same system, same noise from torch's RNG)."""
+
+    def __init__(self, noise: float = 0.01) -> None:
+        self.noise = noise
+
+    def __call__(self, img: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        A, b, removed = linear_imputation_system(mask.numpy(), img.numpy())
+        flat = img.reshape(img.shape[0], -1).clone()
+        if len(removed):
+            lu = splu(A, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+            solution = torch.tensor(lu.solve(b), dtype=torch.float)
+            flat[:, removed] = solution.t() + self.noise * torch.randn_like(solution.t())
+        return flat.reshape_as(img)
+
+
+class RoadCombined:
+    """pytorch-grad-cam's ROADCombined with `LinearImputer`: (LeRF drop - MoRF drop) / 2, averaged over percentiles."""
+
+    def __init__(self, percentiles: Sequence[int]) -> None:
+        imputer = LinearImputer()
+        self.lerf = AveragerAcrossThresholds(
+            lambda p: PerturbationConfidenceMetric(RemoveLeastRelevantFirst(p, imputer)), list(percentiles))
+        self.morf = AveragerAcrossThresholds(
+            lambda p: PerturbationConfidenceMetric(RemoveMostRelevantFirst(p, imputer)), list(percentiles))
+
+    def __call__(self, input_tensor: torch.Tensor, cams: np.ndarray, targets: list, model: torch.nn.Module) -> np.ndarray:
+        return (self.lerf(input_tensor, cams, targets, model) - self.morf(input_tensor, cams, targets, model)) / 2
+
+
 def road_scores(
     detector: Detector,
     encoded: np.ndarray,
@@ -62,7 +137,7 @@ def road_scores(
     batch_size: int = 32,
 ) -> np.ndarray:
     """Per-image ROADCombined scores (float64) for maps of images that went through both preprocessing steps."""
-    road = ROADCombined(percentiles=list(percentiles))
+    road = RoadCombined(percentiles)
     scores = []
     for start in range(0, len(encoded), batch_size):
         batch = images_to_tensor(encoded[start : start + batch_size], detector.device)

@@ -10,7 +10,8 @@ import copy
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Literal, Mapping
 
 import numpy as np
 import torch
@@ -110,6 +111,26 @@ def train_detector(
         return _train(dataset, split, config, manifests, progress, should_stop)
 
 
+def _prepared_batches(images: np.ndarray, order: np.ndarray, config: TrainConfig,
+                      rng: np.random.Generator) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(indices, augmented and encoded images) of each batch of one epoch, the next batch prepared on a background
+    thread while the model trains on this one. Augmentation and the JPEG round trips are PIL and numpy work that
+    releases the GIL, so they use a core the training leaves idle (it runs at a fixed thread count, often 1). `rng` is
+    drawn from on that one thread only, batch after batch: the batches are the ones a plain loop would make."""
+    batches = [order[start : start + config.batch_size] for start in range(0, len(order), config.batch_size)]
+
+    def prepare(indices: np.ndarray) -> np.ndarray:
+        return encode_for_model(augment_batch(images[indices], config.augmentation, rng), config.preprocessing)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector-batches") as background:
+        pending = background.submit(prepare, batches[0]) if batches else None
+        for k, indices in enumerate(batches):
+            encoded = pending.result()
+            if k + 1 < len(batches):
+                pending = background.submit(prepare, batches[k + 1])
+            yield indices, encoded
+
+
 def _train(
     dataset: LabelledImages,
     split: DataSplit,
@@ -146,16 +167,14 @@ def _train(
             order = rng.permutation(split.train)
             epoch_losses = []
             out_of_time = False
-            for start in range(0, len(order), config.batch_size):
+            for indices, encoded in _prepared_batches(dataset.images, order, config, rng):
                 if should_stop is not None and should_stop():
                     raise TrainingCancelled(f"training cancelled at epoch {epoch}, step {step}")
                 # Leave room for the last validation pass and the temperature fit inside the budget.
                 if time.perf_counter() - started > config.time_budget_s - 2 * validation_seconds:
                     out_of_time = True
                     break
-                indices = order[start : start + config.batch_size]
-                augmented = augment_batch(dataset.images[indices], config.augmentation, rng)
-                inputs = images_to_tensor(encode_for_model(augmented, config.preprocessing), device)
+                inputs = images_to_tensor(encoded, device)
                 targets = torch.from_numpy(dataset.labels[indices].astype(np.float32)).to(device)
                 for group in optimizer.param_groups:
                     group["lr"] = config.learning_rate * _learning_rate_factor(step, warmup_steps, total_steps)

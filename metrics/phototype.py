@@ -16,7 +16,7 @@ import math
 import multiprocessing
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Union
@@ -257,12 +257,14 @@ def estimate_phototypes(
     images: Sequence[ImageInput],
     *,
     n_workers: int = 1,
+    n_threads: int = 1,
     colour_constancy: bool = False,
     analysis_size: int | None = DEFAULT_ANALYSIS_SIZE,
     mask_settings: SkinMaskSettings | None = None,
     plausibility: PlausibilitySettings | None = None,
 ) -> list[PhototypeEstimate]:
-    """estimate_phototype over many images, in input order; `n_workers` > 1 uses that many processes.
+    """estimate_phototype over many images, in input order; `n_workers` > 1 uses that many processes, `n_threads` > 1
+    that many threads (decoding and most of numpy release the GIL: 1.6x on 2 cores, measured on isic-uda1).
 
     Worker processes are forked (a spawned worker pays seconds of imports, more than a few hundred images take).
     Inside a Celery prefork worker, which may not have children, or in a process running torch threads, keep
@@ -275,8 +277,11 @@ def estimate_phototypes(
         plausibility=plausibility,
     )
     jobs = [(image, kwargs) for image in images]
-    if n_workers <= 1 or len(jobs) < 2:
+    if len(jobs) < 2 or (n_workers <= 1 and n_threads <= 1):
         return [_estimate_one(job) for job in jobs]
+    if n_workers <= 1:
+        with ThreadPoolExecutor(max_workers=n_threads) as threads:
+            return list(threads.map(_estimate_one, jobs))
     context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     with ProcessPoolExecutor(max_workers=n_workers, mp_context=context) as pool:
         return list(pool.map(_estimate_one, jobs, chunksize=max(1, len(jobs) // (4 * n_workers))))

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from django.conf import settings
+from threadpoolctl import threadpool_limits
 
 import deepfake_detector as dd
 from auditor.audits.images import artefact_folder, lesion_group, ordered_images, reference_halves, seeded, set_features
@@ -28,7 +30,7 @@ from auditor.detection.runs import standardised
 from auditor.models import Audit
 from deepfake_detector.crossfit import crossfit_detector
 from metrics.detectability import probe_detectability
-from metrics.results import InsufficientSamplesError
+from metrics.results import BLAS_THREADS, InsufficientSamplesError
 
 PER_IMAGE = ("fold_of", "scores")
 
@@ -46,20 +48,24 @@ def _probe(audit: Audit, real: np.ndarray, synthetic: np.ndarray, real_groups: l
     return _summary(result.to_dict())
 
 
-def probe_block(audit: Audit) -> dict:
+def probe_inputs(audit: Audit) -> dict[str, tuple]:
+    """(real, synthetic, real groups, seed offset) of each probe run; read here, on the stage's thread (the database)."""
     ref_images, reference = set_features(audit, audit.reference_set)
     _, generated = set_features(audit, audit.generated_set)
     groups = [lesion_group(image) for image in ref_images]
     first, second = reference_halves(audit, ref_images)
-    block = {
-        "audited": _probe(audit, reference.features, generated.features, groups, 100),
-        "negative_control": _probe(audit, reference.features[first], reference.features[second],
-                                   [groups[i] for i in first], 101),
+    inputs = {
+        "audited": (reference.features, generated.features, groups, 100),
+        "negative_control": (reference.features[first], reference.features[second], [groups[i] for i in first], 101),
     }
     if audit.baseline_set_id:
         _, baseline = set_features(audit, audit.baseline_set)
-        block["positive_control"] = _probe(audit, reference.features, baseline.features, groups, 102)
-    return block
+        inputs["positive_control"] = (reference.features, baseline.features, groups, 102)
+    return inputs
+
+
+def probe_block(audit: Audit, inputs: dict[str, tuple]) -> dict:
+    return {name: _probe(audit, *arguments) for name, arguments in inputs.items()}
 
 
 def _crossfit(audit: Audit, real: np.ndarray, synthetic: np.ndarray, real_groups: list[str], offset: int):
@@ -111,16 +117,27 @@ def vit_block(audit: Audit) -> dict:
     return block
 
 
+def _timed(function, *args) -> tuple[object, float]:
+    started = time.perf_counter()
+    return function(*args), time.perf_counter() - started
+
+
 def detectability_stage(audit: Audit) -> dict:
     criteria = audit.effective_criteria()
-    started = time.perf_counter()
-    result = {"probe": probe_block(audit)}
-    probe_seconds = time.perf_counter() - started
-    if settings.DERMAUDIT_CROSSFIT_EPOCHS <= 0:
-        result["vit"] = {"audited": {"error": "the ViT cross-fit is switched off (DERMAUDIT_CROSSFIT_EPOCHS = 0)"}}
-    elif not criteria.get("detectability_auc", {}).get("enabled", True):
-        result["vit"] = {"audited": {"error": "the ViT detectability criterion is not selected for this audit"}}
-    else:
-        result["vit"] = vit_block(audit)
-    result["seconds"] = {"probe": probe_seconds, "vit": time.perf_counter() - started - probe_seconds}
-    return result
+    # The probe (seconds of numpy) runs on a background thread while the ViT trains: the ViT's fixed single torch
+    # thread leaves the other core idle. Each is seeded on its own, so running them side by side changes no number.
+    # The BLAS thread limit is set once around both: threadpoolctl's limits are process-wide, and two threads setting
+    # and restoring them in turn could leave either running at the other's setting.
+    with threadpool_limits(BLAS_THREADS, user_api="blas"), \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe") as background:
+        probe = background.submit(_timed, probe_block, audit, probe_inputs(audit))
+        started = time.perf_counter()
+        if settings.DERMAUDIT_CROSSFIT_EPOCHS <= 0:
+            vit = {"audited": {"error": "the ViT cross-fit is switched off (DERMAUDIT_CROSSFIT_EPOCHS = 0)"}}
+        elif not criteria.get("detectability_auc", {}).get("enabled", True):
+            vit = {"audited": {"error": "the ViT detectability criterion is not selected for this audit"}}
+        else:
+            vit = vit_block(audit)
+        vit_seconds = time.perf_counter() - started
+        probe_result, probe_seconds = probe.result()
+    return {"probe": probe_result, "vit": vit, "seconds": {"probe": probe_seconds, "vit": vit_seconds}}

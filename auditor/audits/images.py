@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 from django.conf import settings
 
 from auditor.models import Audit, Image, ImageSet
@@ -41,11 +42,12 @@ def process_images(audit: Audit, image_ids: list[int]) -> None:
     Several workers on one machine each take chunks at once; DERMAUDIT_CHUNK_THREADS (cores ÷ workers) keeps their
     torch threads from oversubscribing the cores, while the set-level stages, run by one worker, keep them all."""
     images = list(Image.objects.filter(pk__in=image_ids).order_by("sha256", "id"))
-    with intra_op_threads(settings.DERMAUDIT_CHUNK_THREADS):  # 0: the process default
+    threads = settings.DERMAUDIT_CHUNK_THREADS or torch.get_num_threads()  # 0: the process default
+    with intra_op_threads(threads):
         features_of(images, audit.extractor_id)
     missing = [image for image in images if not image.phototype_method]
     if missing:
-        estimates = estimate_phototypes([image.path for image in missing], n_workers=1)
+        estimates = estimate_phototypes([image.path for image in missing], n_threads=threads)
         for image, estimate in zip(missing, estimates):
             image.fitzpatrick_estimate = estimate.fitzpatrick
             image.ita_deg = estimate.ita_deg
