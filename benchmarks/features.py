@@ -19,7 +19,6 @@ import argparse
 import copy
 import csv
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -83,15 +82,15 @@ def naive_pass(module, sources, batch_size: int) -> tuple[float, float, "Frechet
     return time.perf_counter() - start, value, metric
 
 
-def fast_pass(sources, batch_size: int, from_arrays: bool) -> tuple[float, float]:
+def fast_pass(sources, batch_size: int, from_arrays: bool, precision: str = "fp32") -> tuple[float, float]:
     from metrics.features import extract_features, extract_features_from_arrays
     from metrics.frechet import compute_frechet_distance
 
     start = time.perf_counter()
     if from_arrays:
-        features = extract_features_from_arrays(sources, batch_size=batch_size)
+        features = extract_features_from_arrays(sources, batch_size=batch_size, precision=precision)
     else:
-        features = extract_features(sources, batch_size=batch_size)
+        features = extract_features(sources, batch_size=batch_size, precision=precision)
     seconds = time.perf_counter() - start
     half = len(sources) // 2
     fd = compute_frechet_distance(
@@ -131,32 +130,57 @@ def model_variants(extractor, batch: np.ndarray, repeats: int = 2) -> list[tuple
     return rows
 
 
-def child_peak_rss(n: int) -> None:
+def peak_rss_mib() -> float:
+    """This process's own peak RSS (VmHWM). Not getrusage's ru_maxrss: Linux carries that across fork and exec, so a
+    child started by this benchmark would report the parent's peak (2.3 GB here, with the naive pass's tensors)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024
+
+
+def child_peak_rss(n: int, precision: str) -> None:
     """Runs in a fresh process: extract n images, print peak RSS in MiB."""
     from metrics.features import extract_features, get_extractor
 
-    get_extractor()
-    loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    get_extractor(precision=precision)
+    loaded = peak_rss_mib()
     paths = (isic_paths() * (n // 557 + 1))[:n]
-    extract_features(paths, keys=[f"{i:064x}" for i in range(n)], batch_size=64)
-    print(loaded, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    extract_features(paths, keys=[f"{i:064x}" for i in range(n)], batch_size=64, precision=precision)
+    print(loaded, peak_rss_mib())
+
+
+def cpu_summary() -> str:
+    from metrics.extractors import cpu_flags, has_native_bf16, onednn_isa
+
+    name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                "unknown CPU") if os.path.exists("/proc/cpuinfo") else "unknown CPU"
+    shown = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
+    return (f"{name}; {os.cpu_count()} CPUs; flags: {' '.join(shown) or 'none reported'}; oneDNN kernels: "
+            f"{onednn_isa()}; native BF16: {'yes' if has_native_bf16() else 'no'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=128, help="images per input kind (half real, half fake)")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--rss-n", type=int, nargs="+", default=[64, 2000], help="N for the fresh-process RSS runs")
     parser.add_argument("--child-rss", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--child-precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_rss:
-        child_peak_rss(args.child_rss)
+        child_peak_rss(args.child_rss, args.child_precision)
         return
 
-    from metrics.features import get_extractor
+    from metrics.features import bf16_unavailable_reason, get_extractor
     from metrics.image_io import load_square
 
     print(f"# benchmarks/features.py  N={args.n} batch={args.batch} torch threads={torch.get_num_threads()}")
     print(f"# {load_avg()} (start)  cpu capability: {torch.backends.cpu.get_cpu_capability()}")
+    print(f"# {cpu_summary()}")
+    bf16_refused = bf16_unavailable_reason()
+    precisions = ["fp32"] + ([] if bf16_refused else ["bf16"])
+    if bf16_refused:
+        print(f"# bf16 path not run: {bf16_refused}")
     extractor = get_extractor()
     paths = isic_paths()[: args.n]
     small = [np.asarray(load_square(p, 64)) for p in isic_paths()[: args.n]]  # 64-px "GAN-sized" arrays
@@ -168,28 +192,36 @@ def main() -> None:
     rows = []
     for label, sources, arrays in (("isic JPEG 512x384", paths, False), ("64-px arrays", small, True)):
         naive_s, naive_fd, _ = naive_pass(extractor.reference_module(), sources, args.batch)
-        fast_s, fast_fd = fast_pass(sources, args.batch, arrays)
-        rows.append((label, "naive torchmetrics fp32", len(sources) / naive_s, naive_fd))
-        rows.append((label, "ours", len(sources) / fast_s, fast_fd))
-    print(f"\n{'input':20s} {'path':26s} {'img/s':>8s} {'% fp32 peak':>11s} {'FD':>10s} {'speed-up':>8s} {'FD diff':>9s}")
-    for i, (label, path, rate, fd) in enumerate(rows):
-        base_rate, base_fd = rows[i - i % 2][2], rows[i - i % 2][3]
+        rows.append((label, "naive torchmetrics fp32", len(sources) / naive_s, naive_fd, naive_fd))
+        fp32_fd = None
+        for precision in precisions:
+            fast_s, fast_fd = fast_pass(sources, args.batch, arrays, precision)
+            fp32_fd = fast_fd if precision == "fp32" else fp32_fd
+            rows.append((label, f"ours {precision}", len(sources) / fast_s, fast_fd,
+                         naive_fd if precision == "fp32" else fp32_fd))
+    width = len(precisions) + 1
+    print(f"\n{'input':20s} {'path':26s} {'img/s':>8s} {'% fp32 peak':>11s} {'FD':>10s} {'vs naive':>8s} "
+          f"{'FD diff':>9s}  (FD diff: fp32 paths vs naive, bf16 vs ours fp32)")
+    for i, (label, path, rate, fd, compared_fd) in enumerate(rows):
+        base_rate = rows[i - i % width][2]
         print(f"{label:20s} {path:26s} {rate:8.1f} {100 * rate * gflops / peak32:10.1f}% {fd:10.3f} "
-              f"{rate / base_rate:7.2f}x {100 * (fd - base_fd) / base_fd:8.1e}%")
+              f"{rate / base_rate:7.2f}x {100 * (fd - compared_fd) / compared_fd:8.1e}%")
 
     batch = np.stack([load_square(p, 224) for p in paths[: args.batch]])
     print("\nnetwork alone, one preprocessed batch:")
     for name, rate in model_variants(extractor, batch):
         print(f"  {name:34s} {rate:8.1f} img/s  {100 * rate * gflops / peak32:5.1f}% of fp32 peak")
 
-    print("\npeak RSS of the fast path in a fresh process (keys given, no cache):")
-    for n in (64, 512):
-        out = subprocess.run(
-            [sys.executable, "-m", "benchmarks.features", "--child-rss", str(n)], cwd=REPO, capture_output=True,
-            text=True, check=True,
-        )
-        loaded, peak = (float(v) for v in out.stdout.strip().splitlines()[-1].split())
-        print(f"  N={n:4d}: {peak:7.1f} MiB peak ({loaded:.1f} MiB after importing torch and loading the model)")
+    print("\npeak RSS of the fast path in a fresh process (keys given, no cache, batch 64):")
+    for precision in precisions:
+        for n in args.rss_n:
+            out = subprocess.run(
+                [sys.executable, "-m", "benchmarks.features", "--child-rss", str(n), "--child-precision", precision],
+                cwd=REPO, capture_output=True, text=True, check=True,
+            )
+            loaded, peak = (float(v) for v in out.stdout.strip().splitlines()[-1].split())
+            print(f"  {precision} N={n:5d}: {peak:7.1f} MiB peak ({loaded:.1f} MiB after importing torch and loading "
+                  f"the model)  target <= 1536 MiB: {'PASS' if peak <= 1536 else 'FAIL'}")
     print(f"\n# {load_avg()} (end)")
 
 

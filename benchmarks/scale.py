@@ -9,11 +9,10 @@ run's audit uses that same checkpoint, so detector training is not in the timing
 PostgreSQL database, media folder and feature cache (nothing cached from an earlier run), imports both sets, and
 starts its workers: `celery worker --pool=solo` processes (one process each, so wait4's peak RSS is the whole
 worker), on their own Redis queue. Threads as the README's topology says: each worker's chunk work uses
-DERMAUDIT_CHUNK_THREADS = max(1, cores ÷ workers) torch threads, the set-level stages all cores (--threads N instead
-pins every worker to N threads with OMP_NUM_THREADS). Float rounding of the features depends on the torch thread
-count, so the stored numbers are bit-identical across worker counts only when the chunk threads are the same in every
-run: use --threads 1 for the equality check (measured: identical at --images 200 --workers 1 2); with the default the
-1-worker run extracts with 2 threads and the others with 1, and the check reports a difference.
+DERMAUDIT_CHUNK_THREADS = max(1, cores ÷ workers) torch threads, the set-level stages one (--threads N instead
+pins every worker to N threads with OMP_NUM_THREADS). The stored numbers must not depend on any of this: features
+are bit-identical at any batch size and thread count, and the set-level stages run at one torch and one BLAS thread
+on every deployment (issue #18). Each row says whether its numbers are identical to the first row's.
 Timed: from queueing the audit to "succeeded" (the audit's own locked_at → finished_at): per-image chunks (features,
 phototype estimates; 64 images each, shared by the workers) then the set-level stages (fidelity, phototype balance,
 memorisation, detector evaluation, Grad-CAM + ROAD, report), which run in one worker: expect the speed-up of the
@@ -71,7 +70,10 @@ audit.refresh_from_db()
 
 def comparable(value):
     if isinstance(value, dict):
-        return {k: comparable(v) for k, v in value.items() if k not in {"timings_s", "seconds_per_image", "path", "detector_run"}}
+        # What legitimately differs between two audits: timings, file paths, row ids, checkpoint files (they hold
+        # training wall times; the weights' own hash, weights_sha256, is compared).
+        return {k: comparable(v) for k, v in value.items()
+                if k not in {"timings_s", "seconds_per_image", "seconds", "wall_s", "path", "detector_run", "sha256"}}
     return [comparable(v) for v in value] if isinstance(value, list) else value
 
 chunks = list(audit.chunks.all())
@@ -183,7 +185,7 @@ def main() -> None:
     parser.add_argument("--reference-images", type=int, default=None, help="first N of isic-uda1 (default: all 557)")
     parser.add_argument("--detector-minutes", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=0,
-                        help="torch threads per worker (OMP_NUM_THREADS); 0: chunk threads = cores ÷ workers, set-level all cores")
+                        help="torch threads per worker (OMP_NUM_THREADS); 0: chunk threads = cores ÷ workers")
     args = parser.parse_args()
 
     rows = []
@@ -234,13 +236,16 @@ def report(args, rows: list) -> None:
     print(f"\nAudit of {one['generated']} generated vs {one['reference']} reference images (isic-uda1; an import keeps "
           "each picture once), "
           f"PostgreSQL + Redis, pre-trained detector, {f'{args.threads} torch thread(s) per worker' if args.threads else 'chunk threads = cores ÷ workers'}, {os.cpu_count()} CPUs")
-    print("| workers | wall s | speed-up vs 1 | chunks s | chunk speed-up | chunks per worker | peak RSS sum |")
-    print("|---|---|---|---|---|---|---|")
+    print("| workers | wall s | speed-up vs 1 | chunks s | chunk speed-up | chunks per worker | peak RSS sum | identical |")
+    print("|---|---|---|---|---|---|---|---|")
+    first = rows[0][1]["digests"]
     for n, result, peak in rows:
         per_worker = ", ".join(f"{name}: {count}" for name, count in sorted(result["chunks_per_worker"].items()))
+        differing = sorted(stage for stage in first if result["digests"].get(stage) != first[stage])
+        identical = "yes" if not differing else f"no ({', '.join(differing)})"
         print(f"| {n} | {result['wall_s']:.1f} | {one['wall_s'] / result['wall_s']:.2f} | {result['chunks_s']:.1f} | "
-              f"{one['chunks_s'] / result['chunks_s']:.2f} | {per_worker} | {peak:.0f} MiB |")
-    same = all(r["digests"] == rows[0][1]["digests"] for _, r, _ in rows)
+              f"{one['chunks_s'] / result['chunks_s']:.2f} | {per_worker} | {peak:.0f} MiB | {identical} |")
+    same = all(r["digests"] == first for _, r, _ in rows)
     print(f"\nstored numbers of {', '.join(sorted(rows[0][1]['digests']))} identical across worker counts: {same}")
     print(f"load average at the end: {' / '.join(f'{x:.1f}' for x in os.getloadavg())} (shared machine: lower bounds)")
     if not same:

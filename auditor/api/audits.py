@@ -31,7 +31,8 @@ class AuditSerializer(serializers.ModelSerializer):
         model = Audit
         fields = [
             "id", "name", "organisation", "generated_set", "reference_set", "training_set", "baseline_set",
-            "include_copy_baseline", "detector", "reader_study", "target_phototype", "criteria", "extractor_id", "seed",
+            "include_copy_baseline", "detector", "reader_study", "target_phototype", "criteria", "extractor_id",
+            "feature_precision", "seed",
             "status", "locked_at", "created_at", "started_at", "finished_at", "progress",
         ]
         read_only_fields = ["organisation", "status", "locked_at", "created_at", "started_at", "finished_at"]

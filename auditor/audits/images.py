@@ -26,14 +26,16 @@ def ordered_images(image_set: ImageSet) -> list[Image]:
     return list(image_set.images.order_by("sha256", "id"))
 
 
-def features_of(images: list[Image], extractor_id: str) -> FeatureSet:
-    return extract_features([image.path for image in images], extractor_id, keys=[image.sha256 for image in images],
-                            cache_dir=settings.DERMAUDIT_FEATURE_CACHE, batch_size=settings.DERMAUDIT_FEATURE_BATCH_SIZE)
+def features_of(images: list[Image], audit: Audit) -> FeatureSet:
+    """The audit's features of `images`: its extractor at its precision, from the content-addressed cache."""
+    return extract_features([image.path for image in images], audit.extractor_id, keys=[image.sha256 for image in images],
+                            cache_dir=settings.DERMAUDIT_FEATURE_CACHE, batch_size=settings.DERMAUDIT_FEATURE_BATCH_SIZE,
+                            precision=audit.feature_precision)
 
 
 def set_features(audit: Audit, image_set: ImageSet) -> tuple[list[Image], FeatureSet]:
     images = ordered_images(image_set)
-    return images, features_of(images, audit.extractor_id)
+    return images, features_of(images, audit)
 
 
 def process_images(audit: Audit, image_ids: list[int]) -> None:
@@ -44,7 +46,7 @@ def process_images(audit: Audit, image_ids: list[int]) -> None:
     images = list(Image.objects.filter(pk__in=image_ids).order_by("sha256", "id"))
     threads = settings.DERMAUDIT_CHUNK_THREADS or torch.get_num_threads()  # 0: the process default
     with intra_op_threads(threads):
-        features_of(images, audit.extractor_id)
+        features_of(images, audit)
     missing = [image for image in images if not image.phototype_method]
     if missing:
         estimates = estimate_phototypes([image.path for image in missing], n_threads=threads)

@@ -28,10 +28,18 @@ from django.utils import timezone
 
 from auditor.models import Audit, AuditChunk, AuditResult, Image
 from auditor.models.audits import STAGES
+from metrics.features import bf16_unavailable_reason
 from metrics.results import to_jsonable
+from metrics.torch_threads import intra_op_threads
 
 logger = logging.getLogger(__name__)
 CHUNK_SIZE = 64
+# Torch threads of every set-level stage, whatever the deployment: a convolution or matrix product can sum in another
+# order at another thread count (MS-SSIM, Grad-CAM and the detectors' forward passes would differ in their last bits),
+# and an audit must give the same numbers on any machine. One thread also leaves the other cores to the stages' own
+# background threads (the probe beside the ViT, the detector's batch preparation). Per-image features are
+# thread-invariant (metrics/extractors.py) and keep DERMAUDIT_CHUNK_THREADS.
+SET_LEVEL_TORCH_THREADS = 1
 
 
 ACTIVE = (Audit.Status.QUEUED, Audit.Status.RUNNING)
@@ -112,6 +120,8 @@ def validate_audit(audit: Audit) -> None:
             image_set.refresh_manifest()  # e.g. an import that died before recording it: the report needs it
     if audit.generated_set_id == audit.reference_set_id:
         raise AuditConfigurationError("the generated and reference sets must differ")
+    if audit.feature_precision == "bf16" and (reason := bf16_unavailable_reason(audit.extractor_id)):
+        raise AuditConfigurationError(f"feature precision bf16 is not available here: {reason}")
 
 
 def start_audit(audit: Audit, enqueue: Callable[[int], None]) -> Audit:
@@ -231,7 +241,8 @@ def run_set_level_stages(audit_id: int, worker: str = "local") -> Audit:
                 if stage in done_stages:
                     continue
                 audit.refresh_from_db()
-                data = to_jsonable(STAGE_FUNCTIONS[stage](audit))  # plain JSON: numpy scalars out, NaN/inf to null
+                with intra_op_threads(SET_LEVEL_TORCH_THREADS):
+                    data = to_jsonable(STAGE_FUNCTIONS[stage](audit))  # plain JSON: numpy scalars out, NaN/inf to null
                 with transaction.atomic():
                     # Renewing first takes the row's write lock: a takeover cannot slip between check and write.
                     if not renew_runner(audit_id, runner):
@@ -271,6 +282,7 @@ def progress(audit: Audit) -> dict:
 def clone_for_rerun(audit: Audit, user=None) -> Audit:
     """A new draft with the same inputs, seed and criteria: re-running must reproduce the numbers exactly."""
     fields = ["organisation", "generated_set", "reference_set", "training_set", "baseline_set", "include_copy_baseline",
-              "detector", "reader_study", "target_phototype", "criteria", "extractor_id", "seed"]
+              "detector", "reader_study", "target_phototype", "criteria", "extractor_id", "feature_precision",
+              "seed"]
     values = {name: getattr(audit, name) for name in fields}
     return Audit.objects.create(name=f"{audit.name} (re-run)", created_by=user or audit.created_by, **values)

@@ -173,7 +173,7 @@ def fidelity_stage(audit: Audit) -> dict:
         result["baseline_name"] = audit.baseline_set.name
     if audit.include_copy_baseline:
         copies = copy_baseline_images(audit, len(gen_images))
-        result["copy_baseline"] = _suite(audit, reference, features_of(copies, audit.extractor_id), 21)
+        result["copy_baseline"] = _suite(audit, reference, features_of(copies, audit), 21)
     return result
 
 
@@ -228,7 +228,7 @@ def memorization_stage(audit: Audit) -> dict:
               "copies": copies, "generated": data, "pairs": _pair_montage(audit, pairs)}
     if audit.include_copy_baseline:
         copies = copy_baseline_images(audit, len(gen_images))
-        copy = _memorization(audit, training_images, training, copies, features_of(copies, audit.extractor_id))
+        copy = _memorization(audit, training_images, training, copies, features_of(copies, audit))
         result["copy_baseline"] = {"memorized_fraction": copy.memorized_fraction, "memorized_ci": copy.to_dict()["memorized_ci"],
                                    "n": copy.n_generated}
     return result

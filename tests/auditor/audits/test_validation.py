@@ -76,3 +76,40 @@ def test_unusable_inputs_are_refused(two_sets, org, quality_user, quality_client
     response = quality_client.post(f"/api/audits/{audit.pk}/run/")
 
     assert response.status_code == 400 and message in response.json()["detail"]
+
+
+def test_bf16_features_are_refused_with_the_reason_where_the_cpu_would_emulate_them(two_sets, org, quality_user,
+                                                                                     quality_client, monkeypatch):
+    import metrics.extractors
+
+    monkeypatch.setattr(metrics.extractors, "has_native_bf16", lambda: False)
+    generated, reference = two_sets
+    audit = _draft(org, quality_user, generated, reference)
+    Audit.objects.filter(pk=audit.pk).update(feature_precision="bf16")
+
+    response = quality_client.post(f"/api/audits/{audit.pk}/run/")
+
+    assert response.status_code == 400
+    assert "feature precision bf16 is not available here: this CPU has no native BF16" in response.json()["detail"]
+    audit.refresh_from_db()
+    assert audit.status == Audit.Status.DRAFT and not AuditChunk.objects.filter(audit=audit).exists()
+
+
+@pytest.mark.skipif(not __import__("metrics.extractors").extractors.has_native_bf16(), reason="CPU without native BF16")
+def test_a_bf16_audit_reads_bf16_features_and_records_their_precision(two_sets, org, quality_user, settings, tmp_path):
+    from auditor.audits.images import set_features
+
+    settings.DERMAUDIT_FEATURE_CACHE = tmp_path / "features"
+    generated, _ = two_sets
+    fp32 = _draft(org, quality_user, generated, two_sets[1])
+    bf16 = Audit.objects.create(organisation=org, name="b", created_by=quality_user, generated_set=generated,
+                                reference_set=two_sets[1], feature_precision="bf16")
+
+    _, full = set_features(fp32, generated)
+    _, half = set_features(bf16, generated)
+
+    assert (full.precision, half.precision) == ("fp32", "bf16")
+    assert half.numerics.startswith("bf16") and full.numerics.startswith("fp32")
+    assert half.provenance()["precision"] == "bf16"
+    assert not (half.features == full.features).all()  # really computed in bf16, not a cache hit of the fp32 rows
+    assert abs(half.features - full.features).max() < 0.05 * abs(full.features).max()
