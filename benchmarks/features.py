@@ -9,9 +9,11 @@ decoding on a background thread). Both see identical 224-px uint8 inputs (same P
 must agree; the table prints the difference.
 
 Two inputs: isic-uda1 JPEGs from disk (512x384 -> 224) and 64-px in-memory arrays upsampled to 224 (the size a
-baseline GAN produces). Also: model FLOPs per image (torch.utils.flop_counter), the fraction of this CPU's measured
-fp32 matmul peak that each path reaches, model-only variants (what each optimisation buys), bf16 autocast, and peak
-RSS of the fast path at two N in fresh processes (memory must not grow with N beyond the N x 1280 feature array).
+baseline GAN produces). Also: the CPU's flags and oneDNN kernel family, model FLOPs per image
+(torch.utils.flop_counter), the fraction of this CPU's measured fp32 matmul peak that each path reaches, our bf16 path
+beside our fp32 one (only on CPUs with native BF16; its FD difference from fp32 must stay under 0.5 %), model-only
+variants (what each optimisation buys), and peak RSS (VmHWM) of the fast path in fresh processes at --rss-n
+(default 64 and 2,000; target <= 1.5 GB: memory must not grow with N beyond the N x 1280 feature array).
 """
 from __future__ import annotations
 
