@@ -227,8 +227,8 @@ def memorization_stage(audit: Audit) -> dict:
     result = {"training_set": training_set.name, "training_is_reference": audit.training_set_id is None,
               "copies": copies, "generated": data, "pairs": _pair_montage(audit, pairs)}
     if audit.include_copy_baseline:
-        copies = copy_baseline_images(audit, len(gen_images))
-        copy = _memorization(audit, training_images, training, copies, features_of(copies, audit))
+        copy_images = copy_baseline_images(audit, len(gen_images))
+        copy = _memorization(audit, training_images, training, copy_images, features_of(copy_images, audit))
         result["copy_baseline"] = {"memorized_fraction": copy.memorized_fraction, "memorized_ci": copy.to_dict()["memorized_ci"],
                                    "n": copy.n_generated}
     return result
