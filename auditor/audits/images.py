@@ -42,7 +42,8 @@ def process_images(audit: Audit, image_ids: list[int]) -> None:
     """Per-image work of one chunk: features into the content-addressed cache, phototype estimates onto rows.
 
     Several workers on one machine each take chunks at once; DERMAUDIT_CHUNK_THREADS (cores ÷ workers) keeps their
-    torch threads from oversubscribing the cores, while the set-level stages, run by one worker, keep them all."""
+    torch threads, and the phototype estimator's threads, from oversubscribing the cores. Neither changes a bit of the
+    result (features are thread-invariant, estimates are per image)."""
     images = list(Image.objects.filter(pk__in=image_ids).order_by("sha256", "id"))
     threads = settings.DERMAUDIT_CHUNK_THREADS or torch.get_num_threads()  # 0: the process default
     with intra_op_threads(threads):
