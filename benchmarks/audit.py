@@ -130,7 +130,7 @@ def run_child_measured(env: dict) -> tuple[dict, float]:
     err = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = status
-    line = next((l for l in out.splitlines() if l.startswith("RESULT ")), None)
+    line = next((row for row in out.splitlines() if row.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"audit process failed ({status}):\n{out[-2000:]}\n{err[-4000:]}")
     return json.loads(line[7:]), usage.ru_maxrss / 1024

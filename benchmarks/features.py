@@ -63,7 +63,7 @@ def model_gflops_per_image(model: torch.nn.Module) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def naive_pass(module, sources, batch_size: int) -> tuple[float, float, "FrechetInceptionDistance"]:
+def naive_pass(module, sources, batch_size: int) -> tuple[float, float, object]:
     """torchmetrics FID fed batch by batch; first half real, second half fake. Returns (seconds, FD, metric)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 

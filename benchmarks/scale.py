@@ -172,7 +172,7 @@ def stop_workers(workers: list[subprocess.Popen]) -> float:
 def run_audit(env: dict, detector: dict) -> dict:
     result = subprocess.run([sys.executable, "-c", _CHILD % {"org": ORG}, json.dumps(detector)], cwd=REPO, env=env,
                             capture_output=True, text=True)
-    line = next((l for l in result.stdout.splitlines() if l.startswith("RESULT ")), None)
+    line = next((out for out in result.stdout.splitlines() if out.startswith("RESULT ")), None)
     if line is None:
         raise RuntimeError(f"audit process failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}")
     return json.loads(line[len("RESULT "):])
@@ -210,7 +210,8 @@ def run_all(args, tmp: Path, rows: list) -> None:
     import_sets(prepare, reference, zip_path)
     manage(prepare, "train_detector", "--reference", "reference", "--synthetic", "generated",
            "--minutes", str(args.detector_minutes), "--seed", "1")
-    detector_line = next(l for l in manage(prepare, "shell", "-c", _DETECTOR_FIELDS).splitlines() if l.startswith("DETECTOR "))
+    detector_line = next(out for out in manage(prepare, "shell", "-c", _DETECTOR_FIELDS).splitlines()
+                         if out.startswith("DETECTOR "))
     detector = json.loads(detector_line[len("DETECTOR "):])
     print(f"detector trained beforehand ({time.perf_counter() - started:.0f} s with the imports; not timed)", flush=True)
 
