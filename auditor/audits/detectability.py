@@ -122,8 +122,15 @@ def _timed(function, *args) -> tuple[object, float]:
     return function(*args), time.perf_counter() - started
 
 
+def _vit(audit: Audit) -> dict:
+    if settings.DERMAUDIT_CROSSFIT_EPOCHS <= 0:
+        return {"audited": {"error": "the ViT cross-fit is switched off (DERMAUDIT_CROSSFIT_EPOCHS = 0)"}}
+    if not audit.effective_criteria().get("detectability_auc", {}).get("enabled", True):
+        return {"audited": {"error": "the ViT detectability criterion is not selected for this audit"}}
+    return vit_block(audit)
+
+
 def detectability_stage(audit: Audit) -> dict:
-    criteria = audit.effective_criteria()
     # The probe (seconds of numpy) runs on a background thread while the ViT trains: the ViT's fixed single torch
     # thread leaves the other core idle. Each is seeded on its own, so running them side by side changes no number.
     # The BLAS thread limit is set once around both: threadpoolctl's limits are process-wide, and two threads setting
@@ -131,13 +138,6 @@ def detectability_stage(audit: Audit) -> dict:
     with threadpool_limits(BLAS_THREADS, user_api="blas"), \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="probe") as background:
         probe = background.submit(_timed, probe_block, audit, probe_inputs(audit))
-        started = time.perf_counter()
-        if settings.DERMAUDIT_CROSSFIT_EPOCHS <= 0:
-            vit = {"audited": {"error": "the ViT cross-fit is switched off (DERMAUDIT_CROSSFIT_EPOCHS = 0)"}}
-        elif not criteria.get("detectability_auc", {}).get("enabled", True):
-            vit = {"audited": {"error": "the ViT detectability criterion is not selected for this audit"}}
-        else:
-            vit = vit_block(audit)
-        vit_seconds = time.perf_counter() - started
+        vit, vit_seconds = _timed(_vit, audit)
         probe_result, probe_seconds = probe.result()
     return {"probe": probe_result, "vit": vit, "seconds": {"probe": probe_seconds, "vit": vit_seconds}}

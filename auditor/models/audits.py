@@ -54,7 +54,7 @@ class Audit(models.Model):
     target_phototype = models.JSONField(default=dict, blank=True, help_text='{"kind": "uniform"|"reference"|"custom", "distribution": {"1": p, …}}')
     criteria = models.JSONField(default=dict, blank=True)
     extractor_id = models.CharField(max_length=50, default="effnet-lite0-imagenet")
-    # bf16 only where the CPU has native BF16 (validated at start): 1.4-1.8x faster features, FD within 0.3 % of fp32
+    # bf16 only where the CPU has native BF16 (validated at start): 1.3-1.8x faster features, FD within 0.3 % of fp32
     # on isic-uda1 (benchmarks/features.py). fp32 is the default because every machine can reproduce it.
     feature_precision = models.CharField(max_length=4, choices=[("fp32", "fp32"), ("bf16", "bf16")], default="fp32")
     seed = models.BigIntegerField(default=20261128)

@@ -124,10 +124,11 @@ def traceability_section(audit: Audit, results: dict) -> Section:
 REPRODUCIBILITY = (
     "the same inputs, seed and criteria with the same feature numerics (above) are meant to give the same stored "
     "results and report text: features are computed image by image with direct oneDNN convolutions (tested "
-    "bit-identical over batch sizes 1-32 and 1-16 torch threads), the cross-fitted detectors train on one thread for "
-    "a fixed number of epochs, and every split, bootstrap and permutation is seeded from the audit's seed; a whole "
-    "audit run in one process and on two workers is tested to store identical results. Other numerics (CPU kernel "
-    "family, torch version, precision) can change the last digits."
+    "bit-identical over batch sizes 1-32 and 1-16 torch threads), the set-level stages run at one torch thread, the "
+    "cross-fitted detectors train for a fixed number of epochs, and every split, bootstrap and permutation is seeded "
+    "from the audit's seed; whole audits on 1, 2 and 4 workers, at 1 and 2 torch threads per chunk, and on SQLite "
+    "and PostgreSQL are tested to store identical results. Other numerics (CPU kernel family, torch version, "
+    "precision) can change the last digits."
 )
 
 

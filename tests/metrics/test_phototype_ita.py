@@ -227,6 +227,7 @@ def test_batch_matches_single_and_round_trips(tmp_path):
     assert batch == [estimate_phototype(images[0]), estimate_phototype(images[1])]
     assert PhototypeEstimate.from_dict(batch[1].to_dict()) == batch[1]
     assert estimate_phototypes([images[0], path], n_workers=2) == batch
+    assert estimate_phototypes([images[0], path], n_threads=2) == batch
 
 
 def test_coerce_fitzpatrick_accepts_the_usual_spellings():
