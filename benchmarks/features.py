@@ -152,12 +152,11 @@ def child_peak_rss(n: int, precision: str) -> None:
 
 
 def cpu_summary() -> str:
+    from benchmarks.copy_detection import cpu_name
     from metrics.extractors import cpu_flags, has_native_bf16, onednn_isa
 
-    name = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-                "unknown CPU") if os.path.exists("/proc/cpuinfo") else "unknown CPU"
     shown = sorted(f for f in cpu_flags() if f.startswith(("avx", "amx", "fma")))
-    return (f"{name}; {os.cpu_count()} CPUs; flags: {' '.join(shown) or 'none reported'}; oneDNN kernels: "
+    return (f"{cpu_name()}; {os.cpu_count()} CPUs; flags: {' '.join(shown) or 'none reported'}; oneDNN kernels: "
             f"{onednn_isa()}; native BF16: {'yes' if has_native_bf16() else 'no'}")
 
 
