@@ -20,7 +20,7 @@ JSON twin. Peak memory: the audit process's peak RSS
 (embedded), the sum of the two workers' peak RSS (postgres; an upper bound of their joint peak).
 Target (issue #8): <= 3 minutes and <= 3 GB.
 
-    .venv/bin/python benchmarks/audit.py [--images 1000] [--configs embedded postgres]
+    .venv/bin/python benchmarks/audit.py [--images 1000] [--configs embedded postgres] [--precision auto]
 
 Needs ../shared/data (DERMAUDIT_SHARED_DATA overrides), and for "postgres" PostgreSQL and Redis on loopback
 (BENCH_POSTGRES_URL, BENCH_REDIS_URL override).
@@ -117,6 +117,7 @@ print("RESULT " + json.dumps({
     "probe_auc": (((results.get("detectability") or {}).get("probe") or {}).get("audited") or {}).get("auc"),
     "verdicts": {c["name"]: c["status"] for c in (results.get("report") or {}).get("criteria", [])},
     "report": (results.get("report") or {}).get("pdf_sha256"), "stage_s": stage_s,
+    "feature_precision": audit.feature_precision,
     "detectability_s": stage_s.get("detectability"),  # the stage's wall time (its probe runs beside the ViT)
 }))
 """
@@ -190,6 +191,9 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=["embedded", "postgres"], choices=["embedded", "postgres"])
     parser.add_argument("--gan-minutes", type=float, default=1.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                        help="DERMAUDIT_FEATURE_PRECISION, one audit per value and configuration (auto: bf16 where "
+                             "the CPU has native BF16, fp32 elsewhere)")
     args = parser.parse_args()
 
     rows = []
@@ -197,10 +201,11 @@ def main() -> None:
         tmp = Path(tmp_name)
         zip_path = tmp / "generated.zip"
         build_generated_zip(zip_path, args.images)
-        for config in args.configs:
-            var = tmp / config
+        for config, precision in [(c, p) for c in args.configs for p in args.precision]:
+            var = tmp / f"{config}-{precision}"
             env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "CELERY_BROKER_URL", "MEDIA_ROOT"}}
-            env.update(DJANGO_SETTINGS_MODULE="auditor.settings", DERMAUDIT_VAR_DIR=str(var), DERMAUDIT_QUEUE=f"auditbench-{os.getpid()}", PYTHONUNBUFFERED="1")
+            env.update(DJANGO_SETTINGS_MODULE="auditor.settings", DERMAUDIT_VAR_DIR=str(var), DERMAUDIT_QUEUE=f"auditbench-{os.getpid()}", PYTHONUNBUFFERED="1",
+                       DERMAUDIT_FEATURE_PRECISION=precision)
             if config == "postgres":
                 if not fresh_postgres():
                     continue
@@ -209,7 +214,7 @@ def main() -> None:
             t0 = time.perf_counter()
             set_up(env, zip_path, args)
             setup_s = time.perf_counter() - t0
-            print(f"[{config}] set-up {setup_s:.0f} s (not timed); running the audit …", flush=True)
+            print(f"[{config}, {precision}] set-up {setup_s:.0f} s (not timed); running the audit …", flush=True)
             if config == "embedded":
                 result, peak = run_child_measured(env)
                 processes = "1 (eager)"
@@ -226,11 +231,11 @@ def main() -> None:
             if result["status"] != "succeeded":
                 raise SystemExit(f"[{config}] audit failed: {result['error']}")
             rows.append((config, processes, result, peak, load()))
-            print(f"[{config}] {result['wall_s']:.1f} s, peak {peak:.0f} MiB", flush=True)
+            print(f"[{config}, {precision}] {result['wall_s']:.1f} s, peak {peak:.0f} MiB", flush=True)
 
     print(f"\nFull audit: {args.images} generated vs isic-uda1 (557) + 300 baseline; the audit trains its own "
           f"detectors (detectability column, inside the wall time); {os.cpu_count()} CPUs")
-    header = (f"| {'configuration':<22} | {'processes':<10} | {'images':>6} | {'wall':>8} | {'detectab.':>9} | {'peak RSS':>9} "
+    header = (f"| {'configuration':<22} | {'precision':<9} | {'processes':<10} | {'images':>6} | {'wall':>8} | {'detectab.':>9} | {'peak RSS':>9} "
               f"| {'FD gen':>7} | {'ViT AUC':>7} | {'probe':>6} | {'load 1/5/15':<14} | target |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
@@ -238,16 +243,18 @@ def main() -> None:
         ok = result["wall_s"] <= 180 and peak <= 3 * 1024
         name = "embedded (SQLite)" if config == "embedded" else "PostgreSQL + Redis"
         vit, probe = (result[k] if result[k] is not None else float("nan") for k in ("vit_auc", "probe_auc"))
-        print(f"| {name:<22} | {processes:<10} | {result['images']:>6} | {result['wall_s']:>6.1f} s | "
+        print(f"| {name:<22} | {result['feature_precision']:<9} | {processes:<10} | {result['images']:>6} | {result['wall_s']:>6.1f} s | "
               f"{result['detectability_s']:>7.1f} s | {peak:>5.0f} MiB | {result['frechet'] or float('nan'):>7.1f} | "
               f"{vit:>7.3f} | {probe:>6.3f} | {load_text:<14} | {'PASS' if ok else 'FAIL'} |")
         print(f"  verdicts: {', '.join(f'{k} {v}' for k, v in result['verdicts'].items())}")
         print(f"  stages (s): {', '.join(f'{k} {v}' for k, v in result['stage_s'].items())}")
-    if len(rows) == 2:
-        a, b = rows
-        print(f"\nworkers: {', '.join(b[2]['workers'])} ({b[2]['chunks']} chunks); "
-              f"same FD in both configurations: {a[2]['frechet'] == b[2]['frechet']}; same ViT AUC: "
-              f"{a[2]['vit_auc'] == b[2]['vit_auc']}; same probe AUC: {a[2]['probe_auc'] == b[2]['probe_auc']}")
+    for precision in sorted({row[2]["feature_precision"] for row in rows}):  # configurations compared within a precision
+        same = [row for row in rows if row[2]["feature_precision"] == precision]
+        if len(same) == 2:
+            a, b = same
+            print(f"\n{precision}: workers {', '.join(b[2]['workers'])} ({b[2]['chunks']} chunks); "
+                  f"same FD in both configurations: {a[2]['frechet'] == b[2]['frechet']}; same ViT AUC: "
+                  f"{a[2]['vit_auc'] == b[2]['vit_auc']}; same probe AUC: {a[2]['probe_auc'] == b[2]['probe_auc']}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Verdict benchmark: does the audit give the right verdict on sets whose right verdict is known? (issue #16)
 
-    .venv/bin/python -m benchmarks.verdicts [--seed 1] [--gan-minutes 3] [--vae-minutes 1] [--out PATH]
+    .venv/bin/python -m benchmarks.verdicts [--seed 1] [--gan-minutes 3] [--vae-minutes 1] [--precision auto] [--out PATH]
 
 isic-uda1 (557 dermoscopy images, de-duplicated by decoded pixels) is split at random (by --seed) into halves: A is
 the reference and training set of every audit, B is real images no generator saw. From A, in this run: a DCGAN
@@ -71,7 +71,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=300)
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "verdicts.json")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="DERMAUDIT_FEATURE_PRECISION of the embedded deployment (auto: bf16 where the CPU has "
+                             "native BF16, fp32 elsewhere)")
     args = parser.parse_args()
+    os.environ["DERMAUDIT_FEATURE_PRECISION"] = args.precision
     work = Path(tempfile.mkdtemp(prefix="dermaudit-verdicts-"))
     os.environ["DERMAUDIT_VAR_DIR"] = str(work / "var")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "auditor.settings")
@@ -156,7 +160,7 @@ def run(args, work: Path) -> None:
     pad = ingest("pad-ufes-20", "generated", SHARED / "pad-ufes-20")
 
     generated = {"a": held_out, "b": exact, "c": transformed, "d": dcgan, "e": vae, "f": pad}
-    outcome, details, walls = [], [], {}
+    outcome, details, walls, precisions = [], [], {}, set()
     for case in args.cases:
         description, expected = CASES[case]
         baseline = dcgan if case == "e" else vae
@@ -168,6 +172,7 @@ def run(args, work: Path) -> None:
             pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
         audit.refresh_from_db()
         walls[case] = time.perf_counter() - clock
+        precisions.add(audit.feature_precision)
         if audit.status != Audit.Status.SUCCEEDED:
             raise SystemExit(f"case {case}: audit {audit.status}: {audit.error}")
         rows_by_name = {row["name"]: row for row in audit.results.get(stage="report").data["criteria"]}
@@ -184,7 +189,8 @@ def run(args, work: Path) -> None:
 
     print(f"\nVerdicts at the default thresholds, seed {args.seed}; {cpu_name()}, {os.cpu_count()} CPUs; "
           f"DCGAN {args.gan_minutes:g} min, VAE {args.vae_minutes:g} min; ViT {settings.DERMAUDIT_CROSSFIT_EPOCHS} "
-          f"epochs x {settings.DERMAUDIT_CROSSFIT_FOLDS} folds")
+          f"epochs x {settings.DERMAUDIT_CROSSFIT_FOLDS} folds; feature precision {', '.join(sorted(precisions))} "
+          f"(--precision {args.precision})")
     header = f"| {'case':<46} | {'criterion':<22} | {'expected':<8} | {'verdict':<7} | {'value':>7} | right |"
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
@@ -203,7 +209,8 @@ def run(args, work: Path) -> None:
           + ", ".join(f"{case} {wall:.0f} s" for case, wall in walls.items())
           + f"; whole run {time.perf_counter() - started:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"seed": args.seed, "cases": outcome, "details": details,
+    args.out.write_text(json.dumps({"seed": args.seed, "feature_precision": sorted(precisions), "cases": outcome,
+                                    "details": details,
                                     "audit_wall_s": walls}, indent=1) + "\n")
     print(f"written: {args.out}")
 

@@ -30,6 +30,7 @@ from metrics.extractors import (
     available_extractors,
     bf16_unavailable_reason,
     get_extractor,
+    resolve_precision,
 )
 from metrics.feature_cache import FeatureCache
 from metrics.image_io import iterate_batches, load_square, sha256_array, sha256_file
@@ -44,6 +45,7 @@ __all__ = [
     "extract_features",
     "extract_features_from_arrays",
     "get_extractor",
+    "resolve_precision",
 ]
 
 Progress = Callable[[int, int], None]

@@ -14,7 +14,7 @@ import torch
 from django.conf import settings
 
 from auditor.models import Audit, Image, ImageSet
-from metrics.features import FeatureSet, extract_features
+from metrics.features import FeatureSet, extract_features, resolve_precision
 from metrics.phototype import estimate_phototypes
 from metrics.torch_threads import intra_op_threads
 
@@ -26,11 +26,17 @@ def ordered_images(image_set: ImageSet) -> list[Image]:
     return list(image_set.images.order_by("sha256", "id"))
 
 
+def feature_precision(audit: Audit) -> str:
+    """The audit's feature precision: its own, or (before it starts records one) the deployment's setting as resolved
+    on this machine."""
+    return audit.feature_precision or resolve_precision(settings.DERMAUDIT_FEATURE_PRECISION, audit.extractor_id)
+
+
 def features_of(images: list[Image], audit: Audit) -> FeatureSet:
     """The audit's features of `images`: its extractor at its precision, from the content-addressed cache."""
     return extract_features([image.path for image in images], audit.extractor_id, keys=[image.sha256 for image in images],
                             cache_dir=settings.DERMAUDIT_FEATURE_CACHE, batch_size=settings.DERMAUDIT_FEATURE_BATCH_SIZE,
-                            precision=audit.feature_precision)
+                            precision=feature_precision(audit))
 
 
 def set_features(audit: Audit, image_set: ImageSet) -> tuple[list[Image], FeatureSet]:

@@ -27,6 +27,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from auditor.models import Audit, AuditChunk, AuditResult, Image
+from auditor.audits.images import feature_precision
 from auditor.models.audits import STAGES
 from metrics.features import bf16_unavailable_reason
 from metrics.results import to_jsonable
@@ -120,8 +121,12 @@ def validate_audit(audit: Audit) -> None:
             image_set.refresh_manifest()  # e.g. an import that died before recording it: the report needs it
     if audit.generated_set_id == audit.reference_set_id:
         raise AuditConfigurationError("the generated and reference sets must differ")
-    if audit.feature_precision == "bf16" and (reason := bf16_unavailable_reason(audit.extractor_id)):
-        raise AuditConfigurationError(f"feature precision bf16 is not available here: {reason}")
+    if feature_precision(audit) == "bf16" and (reason := bf16_unavailable_reason(audit.extractor_id)):
+        chosen = ("the audit's choice" if audit.feature_precision
+                  else f"the deployment's DERMAUDIT_FEATURE_PRECISION={settings.DERMAUDIT_FEATURE_PRECISION}")
+        raise AuditConfigurationError(
+            f"feature precision bf16 ({chosen}) is not available here: {reason}. Choose fp32 (a re-run of a bf16 "
+            "audit in fp32 gives an FD within 0.5 %, not the same digits).")
 
 
 def start_audit(audit: Audit, enqueue: Callable[[int], None]) -> Audit:
@@ -132,6 +137,7 @@ def start_audit(audit: Audit, enqueue: Callable[[int], None]) -> Audit:
         if locked.status != Audit.Status.DRAFT:
             raise AuditConfigurationError(f"audit is {locked.status}; only a draft can be started")
         locked.criteria = locked.effective_criteria()  # defaults written out: what was decided, not what defaulted
+        locked.feature_precision = feature_precision(locked)  # the deployment's default, resolved here, written out
         locked.locked_at = timezone.now()
         locked.status = Audit.Status.QUEUED
         locked.stage = STAGES[0]

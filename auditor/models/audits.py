@@ -54,9 +54,12 @@ class Audit(models.Model):
     target_phototype = models.JSONField(default=dict, blank=True, help_text='{"kind": "uniform"|"reference"|"custom", "distribution": {"1": p, …}}')
     criteria = models.JSONField(default=dict, blank=True)
     extractor_id = models.CharField(max_length=50, default="effnet-lite0-imagenet")
-    # bf16 only where the CPU has native BF16 (validated at start): 1.3-1.8x faster features, FD within 0.3 % of fp32
-    # on isic-uda1 (benchmarks/features.py). fp32 is the default because every machine can reproduce it.
-    feature_precision = models.CharField(max_length=4, choices=[("fp32", "fp32"), ("bf16", "bf16")], default="fp32")
+    # Blank until the audit starts, then what its features were computed at: the audit's own choice, or the deployment's
+    # DERMAUDIT_FEATURE_PRECISION resolved on the starting machine ("auto": bf16 where the CPU has native BF16, fp32
+    # elsewhere). bf16 is refused where it is not native; it is 1.3-1.8x faster, FD within 0.3 % of fp32 on isic-uda1.
+    feature_precision = models.CharField(
+        max_length=4, blank=True, default="", choices=[("", "deployment default"), ("fp32", "fp32"), ("bf16", "bf16")],
+        help_text="fp32 or bf16; blank: the deployment's default, resolved and recorded when the audit starts")
     seed = models.BigIntegerField(default=20261128)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
     stage = models.CharField(max_length=20, blank=True)

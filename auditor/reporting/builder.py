@@ -127,8 +127,10 @@ REPRODUCIBILITY = (
     "bit-identical over batch sizes 1-32 and 1-16 torch threads), the set-level stages run at one torch thread, the "
     "cross-fitted detectors train for a fixed number of epochs, and every split, bootstrap and permutation is seeded "
     "from the audit's seed; whole audits on 1, 2 and 4 workers, at 1 and 2 torch threads per chunk, and on SQLite "
-    "and PostgreSQL are tested to store identical results. Other numerics (CPU kernel family, torch version, "
-    "precision) can change the last digits."
+    "and PostgreSQL are tested to store identical results, in fp32 and in bf16. Other numerics (CPU kernel family, "
+    "torch version, precision) can change the last digits. The precision is the audit's, recorded when it started: "
+    "bf16 (the default where the CPU has native BF16) can be re-run only on a CPU with native BF16; fp32 (the "
+    "default elsewhere, or everywhere when the deployment sets DERMAUDIT_FEATURE_PRECISION=fp32) on any CPU."
 )
 
 

@@ -16,7 +16,7 @@ import torch
 
 from metrics.extractors import ExtractorUnavailable, bf16_unavailable_reason, route_convolutions_through_onednn
 from metrics.feature_inputs import common_provenance
-from metrics.features import extract_features, extract_features_from_arrays, get_extractor
+from metrics.features import extract_features, extract_features_from_arrays, get_extractor, resolve_precision
 from metrics.image_io import load_squares
 from metrics.torch_threads import intra_op_threads
 
@@ -110,3 +110,20 @@ def test_precision_and_numerics_are_recorded_and_bf16_is_refused_where_it_would_
     else:
         with pytest.raises(ExtractorUnavailable, match="no native BF16"):
             extract_features_from_arrays(squares[:2], precision="bf16")
+
+
+@pytest.mark.parametrize("native, extractor_id, requested, resolved", [
+    (True, "effnet-lite0-imagenet", "auto", "bf16"),
+    (False, "effnet-lite0-imagenet", "auto", "fp32"),
+    (True, "inception-v3-fid", "auto", "fp32"),  # runs in fp32 only
+    (True, "effnet-lite0-imagenet", "fp32", "fp32"),
+    (False, "effnet-lite0-imagenet", "bf16", "bf16"),  # as asked: get_extractor refuses it with the reason
+])
+def test_auto_precision_is_bf16_only_where_the_cpu_has_it_natively(monkeypatch, native, extractor_id, requested,
+                                                                   resolved) -> None:
+    import metrics.extractors
+
+    monkeypatch.setattr(metrics.extractors, "has_native_bf16", lambda: native)
+    assert resolve_precision(requested, extractor_id) == resolved
+    with pytest.raises(ValueError, match="must be one of"):
+        resolve_precision("fp16", extractor_id)

@@ -49,7 +49,10 @@ def test_inception_features_and_fd_match_torchmetrics(inception_weights, monkeyp
 
     # torchmetrics' FID builds its network from the same file; run it on the same 299-px uint8 images.
     reference = FrechetInceptionDistance(feature=2048, feature_extractor_weights_path=str(inception_weights))
-    as_uint8 = lambda paths: torch.from_numpy(np.stack([load_square(p, 299) for p in paths])).permute(0, 3, 1, 2)
+
+    def as_uint8(paths):
+        return torch.from_numpy(np.stack([load_square(p, 299) for p in paths])).permute(0, 3, 1, 2)
+
     with torch.inference_mode():
         expected_real = reference.inception(as_uint8(real_paths)).double()
         expected_fake = reference.inception(as_uint8(fake_paths)).double()

@@ -48,6 +48,7 @@ def main(var_dir: str, reference_folder: str, generated_folder: str) -> None:
     pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))  # eager: runs now
     audit.refresh_from_db()
     print("RESULTS " + json.dumps({"status": audit.status, "error": audit.error,
+                                   "feature_precision": audit.feature_precision,
                                    "stages": {r.stage: r.data for r in AuditResult.objects.filter(audit=audit)}}))
 
 

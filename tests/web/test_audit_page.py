@@ -62,6 +62,9 @@ def test_criteria_are_named_in_plain_language(client, quality_user, audit):
             assert name not in text, f"code name {name} shown on the page"
     header = criteria_rows(html)[0]
     assert header == ["Criterion", "Value", "95% CI", "Threshold", "Result"]
+    audit.refresh_from_db()
+    assert audit.feature_precision in ("fp32", "bf16")  # recorded when it started ...
+    assert f"<dt>Feature precision</dt><dd>{audit.feature_precision}</dd>" in html  # ... and shown
 
 
 def test_the_numbers_on_the_page_are_the_json_twins(client, quality_user, audit):
@@ -218,6 +221,7 @@ def test_a_draft_lists_its_thresholds_in_plain_language(client, quality_user, or
     assert [used[title] for title in used if title.startswith(CRITERIA["reader_auc"].title)] == ["yes"]
     assert [used[title] for title in used if title.startswith(CRITERIA["probe_auc"].title)] == ["yes"]  # on by default
     assert 'id="run-audit"' in html and 'id="report"' not in html
+    assert "<dt>Feature precision</dt><dd>the deployment's default, recorded when the audit starts</dd>" in html
 
 
 def test_an_unreadable_twin_is_said_not_hidden(client, quality_user, audit):

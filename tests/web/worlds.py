@@ -112,7 +112,7 @@ def finished_audit(organisation: Organisation, user, sets: dict[str, ImageSet], 
         organisation=organisation, name=name, created_by=user, generated_set=sets["generated"],
         reference_set=sets["reference"], baseline_set=sets["baseline"], include_copy_baseline=True, detector=detector,
         criteria={"kid": {"threshold": 10.0}}, status=Audit.Status.SUCCEEDED,
-        started_at=now, locked_at=now, finished_at=now, **fields)
+        started_at=now, locked_at=now, finished_at=now, **{"feature_precision": "fp32", **fields})
     stages = copy.deepcopy(results) if results is not None else stored_results(audit, detector, fd_scale)
     for stage, data in stages.items():
         AuditResult.objects.create(audit=audit, stage=stage, data=data)

@@ -84,7 +84,8 @@ class Command(BaseCommand):
             raise CommandError(f"audit #{audit.pk} {audit.status}: {audit.error}")
         report = audit.reports.order_by("-version").first()
         verdicts = (audit.results.get(stage="report").data or {}).get("criteria", [])
-        self.step("audit finished; acceptance criteria:")
+        self.step(f"audit finished (features in {audit.feature_precision}: DERMAUDIT_FEATURE_PRECISION="
+                  f"{settings.DERMAUDIT_FEATURE_PRECISION}); acceptance criteria:")
         for row in verdicts:
             controls = ", ".join(f"{c['kind']} {'met' if c['ok'] else 'not met' if c['ok'] is False else 'not measured'}"
                                  for c in row.get("controls", []))

@@ -107,8 +107,10 @@ def _results(audit: Audit, stages=ALL_STAGES) -> dict[str, str]:
 
 
 def _eager_numbers(isic_dir, pad_dir, tmp_path, settings) -> dict[str, str]:
-    """The audit run in this process, once per module (the database is emptied between tests; numbers are kept)."""
-    if "eager" not in _shared:
+    """The audit run in this process, once per module and deployment precision setting (the database is emptied
+    between tests; numbers are kept)."""
+    key = f"eager {settings.DERMAUDIT_FEATURE_PRECISION}"
+    if key not in _shared:
         features = settings.DERMAUDIT_FEATURE_CACHE
         settings.DERMAUDIT_FEATURE_CACHE = tmp_path / "eager-features"
         audit = _new_audit("Eager clinic", isic_dir, pad_dir, tmp_path)
@@ -117,9 +119,9 @@ def _eager_numbers(isic_dir, pad_dir, tmp_path, settings) -> dict[str, str]:
         assert audit.status == "succeeded", audit.error
         assert len(set(AuditChunk.objects.filter(audit=audit).values_list("worker", flat=True))) == 1  # this process
         assert audit.results.get(stage="detector").data["available"]
-        _shared["eager"] = _results(audit)
+        _shared[key] = _results(audit)
         settings.DERMAUDIT_FEATURE_CACHE = features
-    return _shared["eager"]
+    return _shared[key]
 
 
 def _wait_finished(audit: Audit, pool, names: list[str], timeout: float = 600) -> Audit:

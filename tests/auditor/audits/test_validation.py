@@ -26,9 +26,9 @@ def two_sets(org, quality_user, tmp_path):
     return sets
 
 
-def _draft(org, quality_user, generated, reference) -> Audit:
+def _draft(org, quality_user, generated, reference, **fields) -> Audit:
     return Audit.objects.create(organisation=org, name="a", created_by=quality_user, generated_set=generated,
-                                reference_set=reference)
+                                reference_set=reference, **fields)
 
 
 def test_a_set_with_an_unfinished_import_is_refused_with_the_reason(two_sets, org, quality_user, quality_client):
@@ -90,7 +90,8 @@ def test_bf16_features_are_refused_with_the_reason_where_the_cpu_would_emulate_t
     response = quality_client.post(f"/api/audits/{audit.pk}/run/")
 
     assert response.status_code == 400
-    assert "feature precision bf16 is not available here: this CPU has no native BF16" in response.json()["detail"]
+    assert ("feature precision bf16 (the audit's choice) is not available here: this CPU has no native BF16"
+            in response.json()["detail"])
     audit.refresh_from_db()
     assert audit.status == Audit.Status.DRAFT and not AuditChunk.objects.filter(audit=audit).exists()
 
@@ -101,9 +102,8 @@ def test_a_bf16_audit_reads_bf16_features_and_records_their_precision(two_sets, 
 
     settings.DERMAUDIT_FEATURE_CACHE = tmp_path / "features"
     generated, _ = two_sets
-    fp32 = _draft(org, quality_user, generated, two_sets[1])
-    bf16 = Audit.objects.create(organisation=org, name="b", created_by=quality_user, generated_set=generated,
-                                reference_set=two_sets[1], feature_precision="bf16")
+    fp32 = _draft(org, quality_user, generated, two_sets[1], feature_precision="fp32")
+    bf16 = _draft(org, quality_user, generated, two_sets[1], feature_precision="bf16")
 
     _, full = set_features(fp32, generated)
     _, half = set_features(bf16, generated)
@@ -113,3 +113,49 @@ def test_a_bf16_audit_reads_bf16_features_and_records_their_precision(two_sets, 
     assert half.provenance()["precision"] == "bf16"
     assert not (half.features == full.features).all()  # really computed in bf16, not a cache hit of the fp32 rows
     assert abs(half.features - full.features).max() < 0.05 * abs(full.features).max()
+
+
+@pytest.mark.parametrize("native_bf16, setting, chosen, recorded", [
+    (True, "auto", "", "bf16"),  # the default where the CPU has native BF16
+    (False, "auto", "", "fp32"),  # ... and where it does not
+    (True, "fp32", "", "fp32"),  # a deployment that pins fp32 so its audits re-run on any CPU
+    (True, "auto", "fp32", "fp32"),  # the audit's own choice wins over the deployment's
+    (False, "fp32", "", "fp32"),
+])
+def test_the_feature_precision_is_resolved_and_recorded_when_the_audit_starts(
+        two_sets, org, quality_user, quality_client, settings, monkeypatch, native_bf16, setting, chosen, recorded):
+    import metrics.extractors
+
+    monkeypatch.setattr(metrics.extractors, "has_native_bf16", lambda: native_bf16)
+    settings.DERMAUDIT_FEATURE_PRECISION = setting
+    created = quality_client.post("/api/audits/", {
+        "name": "precision", "generated_set": two_sets[0].pk, "reference_set": two_sets[1].pk,
+        **({"feature_precision": chosen} if chosen else {})}, format="json")
+    assert created.status_code == 201, created.json()
+    assert created.json()["feature_precision"] == chosen  # a draft shows what was chosen: blank is the default
+
+    from auditor.audits import pipeline
+
+    pipeline.start_audit(Audit.objects.get(pk=created.json()["id"]), enqueue=lambda audit_id: None)  # not run here
+
+    audit = Audit.objects.get(pk=created.json()["id"])
+    assert audit.feature_precision == recorded
+    assert quality_client.get(f"/api/audits/{audit.pk}/").json()["feature_precision"] == recorded
+    assert pipeline.clone_for_rerun(audit, quality_user).feature_precision == recorded  # a re-run computes the same
+
+
+def test_a_deployment_set_to_bf16_on_a_cpu_without_it_refuses_to_start_with_the_reason(
+        two_sets, org, quality_user, quality_client, settings, monkeypatch):
+    import metrics.extractors
+
+    monkeypatch.setattr(metrics.extractors, "has_native_bf16", lambda: False)
+    settings.DERMAUDIT_FEATURE_PRECISION = "bf16"
+    audit = _draft(org, quality_user, *two_sets)
+
+    response = quality_client.post(f"/api/audits/{audit.pk}/run/")
+
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "feature precision bf16 (the deployment's DERMAUDIT_FEATURE_PRECISION=bf16) is not available here" in detail
+    assert "Choose fp32" in detail
+    assert Audit.objects.get(pk=audit.pk).feature_precision == ""  # nothing recorded: still a draft
