@@ -12,7 +12,8 @@ Two inputs: isic-uda1 JPEGs from disk (512x384 -> 224) and 64-px in-memory array
 baseline GAN produces). Also: the CPU's flags and oneDNN kernel family, model FLOPs per image
 (torch.utils.flop_counter), the fraction of this CPU's measured fp32 matmul peak that each path reaches, our bf16 path
 beside our fp32 one (only on CPUs with native BF16; its FD difference from fp32 must stay under 0.5 %), model-only
-variants (what each optimisation buys), and peak RSS (VmHWM) of the fast path in fresh processes at --rss-n
+variants (what each optimisation buys, and two fp32 alternatives measured and not adopted: two single-thread streams,
+and ONNX Runtime when it is installed), and peak RSS (VmHWM) of the fast path in fresh processes at --rss-n
 (default 64 and 2,000; target <= 1.5 GB: memory must not grow with N beyond the N x 1280 feature array).
 """
 from __future__ import annotations
@@ -119,17 +120,78 @@ def model_variants(extractor, batch: np.ndarray, repeats: int = 2) -> list[tuple
             best = min(best, time.perf_counter() - start)
         return len(batch) / best
 
+    ours = extractor.embed_batch(batch)
     rows = [("fp32 NCHW, autograd on", rate(lambda: plain(nchw)))]
     with torch.inference_mode():
         rows.append(("fp32 NCHW, inference_mode", rate(lambda: plain(nchw))))
         rows.append(("+ channels_last", rate(lambda: channels_last(nchw.contiguous(memory_format=torch.channels_last)))))
         rows.append(("+ batch norm folded (ours)", rate(lambda: extractor.embed_batch(batch))))
+        rows.append(two_streams(extractor, batch, ours, rate))
         small = nchw[:8].contiguous(memory_format=torch.channels_last)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             start = time.perf_counter()
             channels_last(small)
             rows.append(("bf16 autocast (8 images, 1 run)", 8 / (time.perf_counter() - start)))
+    rows.append(onnx_runtime(extractor, batch, ours, rate))
     return rows
+
+
+def two_streams(extractor, batch: np.ndarray, ours: np.ndarray, rate) -> tuple[str, float]:
+    """Tried for the fp32 path: each half of the batch on its own Python thread at one torch thread (no per-layer
+    barrier between cores), instead of one stream at this process's threads. Same bits; not adopted unless faster."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = torch.get_num_threads()
+    halves = np.array_split(batch, threads)
+
+    def one(part: np.ndarray) -> np.ndarray:
+        torch.set_num_threads(1)
+        with torch.inference_mode():
+            return extractor.fast_model(torch.from_numpy(part).permute(0, 3, 1, 2)).numpy()
+
+    def streams() -> np.ndarray:
+        with ThreadPoolExecutor(threads) as pool:
+            try:
+                return np.concatenate(list(pool.map(one, halves)))
+            finally:
+                torch.set_num_threads(threads)
+
+    same = np.array_equal(streams(), ours)
+    return (f"{threads} streams x 1 thread ({'same bits' if same else 'OTHER BITS'})", rate(streams))
+
+
+def onnx_runtime(extractor, batch: np.ndarray, ours: np.ndarray, rate) -> tuple[str, float]:
+    """Tried for the fp32 path: the same network exported to ONNX and run by ONNX Runtime's CPU provider (MLAS kernels,
+    its own Conv+BN+Clip fusions), in micro-batches of 2 (its fastest here). Not a dependency: measured only when
+    onnxruntime is installed."""
+    import tempfile
+
+    try:
+        import onnxruntime
+    except ImportError:
+        return ("ONNX Runtime (not installed: pip install onnxruntime)", float("nan"))
+    from metrics.extractors import EffNetReferenceModule
+
+    module = EffNetReferenceModule(copy.deepcopy(extractor.model))
+
+    class FloatInput(torch.nn.Module):  # ONNX Runtime has no uint8 convolution path: normalise outside, as ours does
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return module.model.forward_head(module.model.forward_features(x), pre_logits=True)
+
+    inputs = (batch.astype(np.float32) / 127.5 - 1.0).transpose(0, 3, 1, 2).copy()
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/effnet.onnx"
+        torch.onnx.export(FloatInput().eval(), (torch.from_numpy(inputs[:2]),), path, input_names=["x"],
+                          output_names=["f"], dynamic_axes={"x": {0: "b"}, "f": {0: "b"}}, dynamo=False, opset_version=17)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+    def run() -> np.ndarray:
+        return np.concatenate([session.run(None, {"x": inputs[i : i + 2]})[0] for i in range(0, len(inputs), 2)])
+
+    difference = float(np.abs(run() - ours).max())
+    return (f"ONNX Runtime {onnxruntime.__version__} fp32 (max |diff| {difference:.0e})", rate(run))
 
 
 def peak_rss_mib() -> float:
@@ -209,7 +271,7 @@ def main() -> None:
     batch = np.stack([load_square(p, 224) for p in paths[: args.batch]])
     print("\nnetwork alone, one preprocessed batch:")
     for name, rate in model_variants(extractor, batch):
-        print(f"  {name:34s} {rate:8.1f} img/s  {100 * rate * gflops / peak32:5.1f}% of fp32 peak")
+        print(f"  {name:48s} {rate:8.1f} img/s  {100 * rate * gflops / peak32:5.1f}% of fp32 peak")
 
     print("\npeak RSS of the fast path in a fresh process (keys given, no cache, batch 64):")
     for precision in precisions:
