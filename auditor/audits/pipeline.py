@@ -26,8 +26,8 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from auditor.models import Audit, AuditChunk, AuditResult, Image
 from auditor.audits.images import feature_precision
+from auditor.models import Audit, AuditChunk, AuditResult, Image
 from auditor.models.audits import STAGES
 from metrics.features import bf16_unavailable_reason
 from metrics.results import to_jsonable

@@ -56,7 +56,8 @@ class Audit(models.Model):
     extractor_id = models.CharField(max_length=50, default="effnet-lite0-imagenet")
     # Blank until the audit starts, then what its features were computed at: the audit's own choice, or the deployment's
     # DERMAUDIT_FEATURE_PRECISION resolved on the starting machine ("auto": bf16 where the CPU has native BF16, fp32
-    # elsewhere). bf16 is refused where it is not native; it is 1.3-1.8x faster, FD within 0.3 % of fp32 on isic-uda1.
+    # elsewhere). bf16 is refused where it is not native; it is 1.6-1.8x faster on 64-px images, FD within 0.3 % of
+    # fp32 on isic-uda1.
     feature_precision = models.CharField(
         max_length=4, blank=True, default="", choices=[("", "deployment default"), ("fp32", "fp32"), ("bf16", "bf16")],
         help_text="fp32 or bf16; blank: the deployment's default, resolved and recorded when the audit starts")

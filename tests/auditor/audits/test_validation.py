@@ -159,3 +159,23 @@ def test_a_deployment_set_to_bf16_on_a_cpu_without_it_refuses_to_start_with_the_
     assert "feature precision bf16 (the deployment's DERMAUDIT_FEATURE_PRECISION=bf16) is not available here" in detail
     assert "Choose fp32" in detail
     assert Audit.objects.get(pk=audit.pk).feature_precision == ""  # nothing recorded: still a draft
+
+
+def test_a_worker_without_native_bf16_fails_a_bf16_audit_with_the_reason(two_sets, org, quality_user, monkeypatch):
+    """A web machine with BF16 resolved the precision; the worker that takes a chunk has none."""
+    import metrics.extractors
+    from auditor.audits import pipeline
+    from auditor.audits.tasks import audit_chunk_task
+
+    audit = pipeline.start_audit(_draft(org, quality_user, *two_sets, feature_precision="fp32"),
+                                 enqueue=lambda audit_id: None)
+    Audit.objects.filter(pk=audit.pk).update(feature_precision="bf16")  # as recorded on the BF16 web machine
+    monkeypatch.setattr(metrics.extractors, "has_native_bf16", lambda: False)
+    chunk = AuditChunk.objects.filter(audit=audit).first()
+
+    with pytest.raises(metrics.extractors.ExtractorUnavailable):
+        audit_chunk_task.apply(args=(audit.pk, chunk.pk), throw=True)
+
+    audit.refresh_from_db()
+    assert audit.status == Audit.Status.FAILED
+    assert "effnet-lite0-imagenet (bf16) is unavailable: this CPU has no native BF16" in audit.error
