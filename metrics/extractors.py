@@ -489,7 +489,7 @@ def bf16_unavailable_reason(extractor_id: str = DEFAULT_EXTRACTOR) -> str | None
 def resolve_precision(requested: str, extractor_id: str = DEFAULT_EXTRACTOR) -> str:
     """The precision to compute `extractor_id`'s features at here: "fp32" and "bf16" as asked; "auto" is bf16 where
     this CPU has native BF16 and the extractor supports it, fp32 elsewhere. bf16 earns its place as the default where
-    it is native: 1.6-1.8x faster on 64-px images (1.0-1.3x on JPEGs, whose decoding then limits) and its FD within
+    it is native: 1.6-1.8x faster on 64-px images (1.0-1.3x on JPEGs, measured) and its FD within
     0.3 % of fp32's on isic-uda1 (`benchmarks/features.py`, bound 0.5 %). A "bf16" this machine cannot run natively
     is returned as asked, for the caller to refuse with the reason."""
     if requested not in PRECISION_SETTINGS:
