@@ -116,6 +116,12 @@ if DERMAUDIT_FEATURE_PRECISION not in ("auto", "fp32", "bf16"):
 DERMAUDIT_CROSSFIT_EPOCHS = int(os.environ.get("DERMAUDIT_CROSSFIT_EPOCHS", 5))
 DERMAUDIT_CROSSFIT_FOLDS = int(os.environ.get("DERMAUDIT_CROSSFIT_FOLDS", 3))
 DERMAUDIT_PROBE_PERMUTATIONS = int(os.environ.get("DERMAUDIT_PROBE_PERMUTATIONS", 100))
+# Fitness for purpose (auditor/audits/utility.py): repeats of the 5-fold cross-validation with the linear probe, and for
+# an audit that chooses the fine-tuned network (criterion utility_gain, "classifier": "fine_tuned") its epochs per fit
+# and repeats (each fit trains the network's last stage: minutes per audit on a CPU).
+DERMAUDIT_UTILITY_REPEATS = int(os.environ.get("DERMAUDIT_UTILITY_REPEATS", 5))
+DERMAUDIT_UTILITY_FINETUNE_EPOCHS = int(os.environ.get("DERMAUDIT_UTILITY_FINETUNE_EPOCHS", 5))
+DERMAUDIT_UTILITY_FINETUNE_REPEATS = int(os.environ.get("DERMAUDIT_UTILITY_FINETUNE_REPEATS", 1))
 # Images whose Grad-CAM faithfulness (ROAD against RandomCAM) an audit measures (~0.6 s each on a CPU core).
 DERMAUDIT_ROAD_IMAGES = int(os.environ.get("DERMAUDIT_ROAD_IMAGES", 32))
 

@@ -12,7 +12,8 @@ reference — the audit should and does find them far from it); train a DCGAN ba
 
 Timed: from queueing the audit to its "succeeded" state: features of all 1,857 images (generated, reference,
 baseline, chunks of 64), fidelity and diversity with the real-vs-real floor, the reference-halves negative control,
-baseline and copy baseline (jackknife CIs), phototype estimates, balance and controls, memorisation by calibrated
+baseline and copy baseline (jackknife CIs), phototype estimates, balance and controls, fitness for purpose (the
+linear-probe utility test on benign_malignant labels, 5 folds x 5 repeats, its own time printed), memorisation by calibrated
 copy detection with its held-out and copy controls, detectability (the audit's own detector training: a
 cross-fitted ViT and feature probe on the generated set, the reference halves and the baseline set; printed in its
 own column), Grad-CAM of the cross-fitted detector with its faithfulness (ROAD) score, and the PDF report with its
@@ -28,6 +29,7 @@ Needs ../shared/data (DERMAUDIT_SHARED_DATA overrides), and for "postgres" Postg
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import signal
@@ -35,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,12 +49,24 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 ORG = "Benchmark organisation"
 
 
+MALIGNANT = {"BCC", "SCC", "MEL"}  # PAD-UFES-20's skin cancers; ACK, NEV and SEK are benign
+
+
 def build_generated_zip(path: Path, n: int) -> None:
-    """n distinct JPEGs from the 412 PAD-UFES-20 photos (original, mirrored, then 1-px-step crops)."""
+    """n distinct JPEGs from the 412 PAD-UFES-20 photos (original, mirrored, then 1-px-step crops), with a labels.csv
+    giving each its source's benign_malignant class (isic-uda1 carries the same column), so that the utility stage
+    has a labelled set to work on."""
     sources = sorted((SHARED / "pad-ufes-20" / "images").glob("*.png"))
     if not sources:
         raise SystemExit(f"no PAD-UFES-20 images under {SHARED / 'pad-ufes-20'} (set DERMAUDIT_SHARED_DATA)")
     build_zip(path, n, sources, folder="generated")
+    with open(SHARED / "pad-ufes-20" / "labels.csv", newline="") as handle:
+        diagnosis = {Path(row["file"]).name: row["diagnosis"] for row in csv.DictReader(handle)}
+    lines = ["file,benign_malignant"] + [
+        f"generated/gen_{i:05d}.jpg,{'malignant' if diagnosis[sources[i % len(sources)].name] in MALIGNANT else 'benign'}"
+        for i in range(n)]
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("generated/labels.csv", "\n".join(lines) + "\n")
 
 
 def manage(env: dict, *args: str) -> str:
@@ -90,7 +105,8 @@ sets = {s.name: s for s in ImageSet.objects.filter(organisation=org)}
 baseline = ImageSet.objects.filter(organisation=org, kind="baseline").latest("pk")
 audit = Audit.objects.create(organisation=org, name="benchmark", generated_set=sets["generated"],
                              reference_set=sets["isic-uda1"], baseline_set=baseline, include_copy_baseline=True,
-                             seed=20261128, target_phototype={"kind": "uniform"})
+                             seed=20261128, target_phototype={"kind": "uniform"},
+                             criteria={"utility_gain": {"label": "benign_malignant"}})
 started = time.time()
 with transaction.atomic():
     pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
@@ -119,6 +135,8 @@ print("RESULT " + json.dumps({
     "report": (results.get("report") or {}).get("pdf_sha256"), "stage_s": stage_s,
     "feature_precision": audit.feature_precision,
     "detectability_s": stage_s.get("detectability"),  # the stage's wall time (its probe runs beside the ViT)
+    "utility": {"seconds": (results.get("utility") or {}).get("seconds"), "error": (results.get("utility") or {}).get("error"),
+                "gain": ((results.get("utility") or {}).get("audited") or {}).get("gain")},
 }))
 """
 
@@ -248,6 +266,9 @@ def main() -> None:
               f"{vit:>7.3f} | {probe:>6.3f} | {load_text:<14} | {'PASS' if ok else 'FAIL'} |")
         print(f"  verdicts: {', '.join(f'{k} {v}' for k, v in result['verdicts'].items())}")
         print(f"  stages (s): {', '.join(f'{k} {v}' for k, v in result['stage_s'].items())}")
+        utility = result["utility"]
+        print(f"  utility (linear probe, 5 folds x 5 repeats): {utility['seconds'] or float('nan'):.1f} s inside the stage"
+              f" (target <= 30 s); AUROC gain {utility['gain'] if utility['gain'] is not None else utility['error']}")
     for precision in sorted({row[2]["feature_precision"] for row in rows}):  # configurations compared within a precision
         same = [row for row in rows if row[2]["feature_precision"] == precision]
         if len(same) == 2:

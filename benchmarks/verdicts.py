@@ -16,9 +16,17 @@ copy baseline on:
     d  the short-trained DCGAN's samples         -> FAIL fidelity and detectability
     e  the VAE's samples                         -> FAIL detectability
     f  pad-ufes-20 (412 real clinical photos)    -> FAIL fidelity, PASS memorisation
+    s  B with melanoma and nevus swapped         -> FAIL utility
+    p  pad-ufes-20 split by patient: one third   -> PASS utility (reference: the other two thirds; classes
+       with its true labels audited against                          benign/malignant; phototype subgroups from
+       the other two thirds                                            dermatologists' Fitzpatrick labels)
+
+Case a is also judged on utility (B's true labels: PASS). Cases s and p are judged on utility only and run without
+the ViT cross-fit (not selected), baseline or copy baseline, which that criterion does not read.
 
 Fidelity is the criterion fd_upper_ci_over_floor, detectability both detectability_auc (cross-fitted ViT) and
-probe_auc (cross-fitted feature probe), memorisation memorization_rate (calibrated copy detection). An N/A where a
+probe_auc (cross-fitted feature probe), memorisation memorization_rate (calibrated copy detection), utility
+utility_gain (lower 95 % bound of the AUROC gain at 1 generated image per real training image, linear probe). An N/A where a
 verdict was expected counts as wrong. Prints case x criterion -> verdict beside the expected one, the false-PASS and
 false-FAIL counts, each audit's wall time, and writes benchmarks/results/verdicts.json:
 {"seed": ..., "cases": [{"case", "criterion", "expected", "verdict"}, ...]} (plus "details" with values, reasons and
@@ -39,15 +47,37 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 GROUPS = {"fidelity": ["fd_upper_ci_over_floor"], "detectability": ["detectability_auc", "probe_auc"],
-          "memorisation": ["memorization_rate"]}
+          "memorisation": ["memorization_rate"], "utility": ["utility_gain"]}
 CASES = {
-    "a": ("one half of isic-uda1 against the other half", {"fidelity": "PASS", "detectability": "PASS", "memorisation": "PASS"}),
+    "a": ("one half of isic-uda1 against the other half", {"fidelity": "PASS", "detectability": "PASS", "memorisation": "PASS",
+                                                           "utility": "PASS"}),
     "b": ("exact copies of training images", {"memorisation": "FAIL"}),
     "c": ("transformed copies of training images", {"memorisation": "FAIL"}),
     "d": ("short-trained DCGAN", {"fidelity": "FAIL", "detectability": "FAIL"}),
     "e": ("VAE baseline", {"detectability": "FAIL"}),
     "f": ("pad-ufes-20 photos (real, other domain)", {"fidelity": "FAIL", "memorisation": "PASS"}),
+    "s": ("isic-uda1 half B, diagnoses swapped", {"utility": "FAIL"}),
+    "p": ("pad-ufes-20 third vs two thirds, true labels", {"utility": "PASS"}),
 }
+UTILITY_ONLY = {"s", "p"}  # no ViT, baseline or copy baseline: the utility criterion does not read them
+PAD_MALIGNANT = {"BCC", "SCC", "MEL"}
+
+
+def swapped(rows: list[dict]) -> list[dict]:
+    exchange = {"melanoma": "nevus", "nevus": "melanoma"}
+    return [{**row, "diagnosis": exchange.get(row["diagnosis"], row["diagnosis"])} for row in rows]
+
+
+def pad_thirds(seed: int) -> tuple[list[dict], list[dict]]:
+    """pad-ufes-20's rows with a benign_malignant column, split by patient at random: two thirds and one third."""
+    with open(SHARED / "pad-ufes-20" / "labels.csv", newline="") as handle:
+        rows = [{**row, "benign_malignant": "malignant" if row["diagnosis"] in PAD_MALIGNANT else "benign"}
+                for row in csv.DictReader(handle)]
+    patients = sorted({row["patient_id"] for row in rows})
+    import numpy as np
+
+    third = set(np.random.default_rng(seed + 5).permutation(patients)[: len(patients) // 3].tolist())
+    return [r for r in rows if r["patient_id"] not in third], [r for r in rows if r["patient_id"] in third]
 
 
 def write_folder(folder: Path, rows: list[dict], source: Path) -> Path:
@@ -158,15 +188,30 @@ def run(args, work: Path) -> None:
         PILImage.fromarray(copy.image).save(transformed_folder / f"transformed_{number:04d}.png")
     transformed = ingest("transformed copies of A", "generated", transformed_folder)
     pad = ingest("pad-ufes-20", "generated", SHARED / "pad-ufes-20")
+    half_b_rows = [rows[i] for i in order[half:]]
+    held_out_swapped = ingest("isic-uda1 half B, swapped", "generated",
+                              write_folder(work / "B-swapped", swapped(half_b_rows), isic))
+    pad_two_thirds, pad_third = pad_thirds(args.seed)
+    pad_reference = ingest("pad-ufes-20 two thirds", "reference",
+                           write_folder(work / "pad-reference", pad_two_thirds, SHARED / "pad-ufes-20"))
+    pad_held_out = ingest("pad-ufes-20 third", "generated",
+                          write_folder(work / "pad-third", pad_third, SHARED / "pad-ufes-20"))
 
-    generated = {"a": held_out, "b": exact, "c": transformed, "d": dcgan, "e": vae, "f": pad}
+    generated = {"a": held_out, "b": exact, "c": transformed, "d": dcgan, "e": vae, "f": pad, "s": held_out_swapped,
+                 "p": pad_held_out}
+    references = {"p": pad_reference}
+    utility_criteria = {"p": {"utility_gain": {"label": "benign_malignant"}}}
     outcome, details, walls, precisions = [], [], {}, set()
     for case in args.cases:
         description, expected = CASES[case]
-        baseline = dcgan if case == "e" else vae
+        baseline = None if case in UTILITY_ONLY else dcgan if case == "e" else vae
+        criteria = dict(utility_criteria.get(case, {}))
+        if case in UTILITY_ONLY:
+            criteria["detectability_auc"] = {"enabled": False}
         audit = Audit.objects.create(organisation=organisation, name=f"case {case}: {description}", created_by=user,
-                                     generated_set=generated[case], reference_set=reference, baseline_set=baseline,
-                                     include_copy_baseline=True, seed=args.seed, target_phototype={"kind": "uniform"})
+                                     generated_set=generated[case], reference_set=references.get(case, reference),
+                                     baseline_set=baseline, include_copy_baseline=case not in UTILITY_ONLY,
+                                     seed=args.seed, target_phototype={"kind": "uniform"}, criteria=criteria)
         clock = time.perf_counter()
         with transaction.atomic():
             pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))
@@ -186,6 +231,13 @@ def run(args, work: Path) -> None:
                                              for c in row["controls"]]})
         print(f"case {case} ({description}): {walls[case]:.0f} s: "
               + ", ".join(f"{o['criterion']} {o['verdict']}" for o in outcome if o["case"] == case), flush=True)
+        utility = (audit.results.get(stage="utility").data or {}).get("result")
+        if utility and "utility" in expected:
+            by_phototype = [row for row in utility["subgroups"] if row["field"].startswith("phototype")]
+            print("  utility by phototype (" + (by_phototype[0]["field"] if by_phototype else "none") + "): "
+                  + "; ".join(f"{row['value']} n={row['n']} AUROC {row['real_only']['auroc']['value'] or float('nan'):.3f}"
+                              f" gain {row['gain']['auroc']['value'] or float('nan'):+.3f}"
+                              f"{' (under-powered)' if row['underpowered'] else ''}" for row in by_phototype), flush=True)
 
     print(f"\nVerdicts at the default thresholds, seed {args.seed}; {cpu_name()}, {os.cpu_count()} CPUs; "
           f"DCGAN {args.gan_minutes:g} min, VAE {args.vae_minutes:g} min; ViT {settings.DERMAUDIT_CROSSFIT_EPOCHS} "

@@ -18,10 +18,37 @@ from auditor.audits.tasks import continue_audit_task, run_audit_task
 from auditor.models import Audit, DetectorRun, ImageSet, Report
 from auditor.models.audits import DEFAULT_CRITERIA
 from auditor.reporting.issuing import ReportError, ReportGenerationError, approve_report, retry_report
+from metrics.utility import CLASS_MIXES, CURVE_RATIOS
 
 
 def _writable_sets(request):
     return ImageSet.objects.filter(organisation_id__in=organisation_ids(request.user, WRITE_ROLES))
+
+
+def _label_column(value) -> str | None:
+    if not isinstance(value, str) or not value.strip() or len(value) > 100:
+        return "must name a labels.csv column (e.g. diagnosis or benign_malignant)"
+    return None
+
+
+def _ratio(value) -> str | None:
+    if value == "own" or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                          and 0 < value <= max(CURVE_RATIOS)):
+        return None
+    return f"must be 'own' or a number of generated images per real training image in (0, {max(CURVE_RATIOS):g}]"
+
+
+# Options a criterion takes besides threshold and enabled, each with its check (None: valid, else the problem).
+CRITERION_OPTIONS = {
+    "utility_gain": {
+        "label": _label_column,
+        "ratio": _ratio,
+        "class_mix": lambda v: None if v in CLASS_MIXES else f"must be one of {list(CLASS_MIXES)}",
+        "high_risk": lambda v: None if isinstance(v, list) and all(isinstance(i, str) for i in v)
+        else "must be a list of class names",
+        "classifier": lambda v: None if v in ("linear_probe", "fine_tuned") else "must be linear_probe or fine_tuned",
+    },
+}
 
 
 class AuditSerializer(serializers.ModelSerializer):
@@ -59,10 +86,15 @@ class AuditSerializer(serializers.ModelSerializer):
         for name, spec in value.items():
             if name not in DEFAULT_CRITERIA:
                 raise ValidationError(f"unknown criterion {name!r}; known: {sorted(DEFAULT_CRITERIA)}")
-            if not isinstance(spec, dict) or set(spec) - {"threshold", "enabled"}:
-                raise ValidationError(f"{name}: give only 'threshold' (a number) and/or 'enabled' (true/false)")
+            options = set(CRITERION_OPTIONS.get(name, {}))
+            if not isinstance(spec, dict) or set(spec) - {"threshold", "enabled"} - options:
+                extra = f", and its options {sorted(options)}" if options else ""
+                raise ValidationError(f"{name}: give only 'threshold' (a number) and/or 'enabled' (true/false){extra}")
             if "threshold" in spec and not isinstance(spec["threshold"], (int, float)):
                 raise ValidationError(f"{name}: threshold must be a number")
+            for option, check in CRITERION_OPTIONS.get(name, {}).items():
+                if option in spec and (problem := check(spec[option])):
+                    raise ValidationError(f"{name}: {option} {problem}")
         return value
 
     def validate_target_phototype(self, value):

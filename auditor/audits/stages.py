@@ -20,6 +20,7 @@ from auditor.audits.images import (
     seeded,
     set_features,
 )
+from auditor.audits.utility import utility_stage
 from auditor.models import Audit, Image
 from metrics.diversity import compute_ms_ssim_diversity
 from metrics.feature_suite import compute_feature_metrics
@@ -246,6 +247,7 @@ def report_stage(audit: Audit) -> dict:
 STAGE_FUNCTIONS = {
     "fidelity": fidelity_stage,
     "phototype": phototype_stage,
+    "utility": utility_stage,
     "memorization": memorization_stage,
     "detectability": detectability_stage,
     "detector": detector_stage,

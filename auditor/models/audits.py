@@ -9,7 +9,7 @@ from django.db import models
 from auditor.models.core import ImageSet, Organisation
 from auditor.models.training import DetectorRun
 
-STAGES = ["features", "fidelity", "phototype", "memorization", "detectability", "detector", "explanations", "report"]
+STAGES = ["features", "fidelity", "phototype", "utility", "memorization", "detectability", "detector", "explanations", "report"]
 
 # Pre-specified acceptance criteria: name -> (default threshold, "max" = value must be <= threshold, "min" = >=).
 # The value compared is the one named in `basis` (e.g. the upper CI bound for FD, a conservative choice).
@@ -28,6 +28,16 @@ DEFAULT_CRITERIA = {
                           "basis": "upper 95% CI of the cross-fitted ViT detector's AUC, generated vs reference"},
     "probe_auc": {"threshold": 0.75, "direction": "max", "enabled": True,
                   "basis": "upper 95% CI of the cross-fitted feature probe's AUC, generated vs reference"},
+    # Non-inferiority of a classifier trained with the generated images (auditor/audits/utility.py): adding them must not
+    # cost more than 0.02 AUROC on real test images. label: the class column; ratio: generated images per real training
+    # image at which it decides (a number, or "own" for the set's own size); class_mix: real | balanced | generated;
+    # high_risk: the classes whose sensitivity is reported (empty: melanoma, BCC, SCC, malignant); classifier:
+    # linear_probe (seconds) or fine_tuned (EfficientNet-Lite0's last stage trained per fold: minutes).
+    "utility_gain": {"threshold": -0.02, "direction": "min", "enabled": True,
+                     "basis": "lower 95% CI bound of the AUROC gain on real test images when the generated images join "
+                              "the real training set (paired bootstrap over real images), at the deciding ratio",
+                     "label": "diagnosis", "ratio": 1.0, "class_mix": "real", "high_risk": [],
+                     "classifier": "linear_probe"},
     "reader_auc": {"threshold": 0.75, "direction": "max", "enabled": False, "basis": "reader-averaged AUC (upper CI)"},
 }
 

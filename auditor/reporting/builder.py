@@ -29,6 +29,7 @@ from auditor.reporting.sections import (
     phototype_section,
     reader_section,
 )
+from auditor.reporting.utility_section import utility_section
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +58,7 @@ def summary_section(criteria: list[dict]) -> Section:
     text = (f"{counts['FAIL']} of {counts['PASS'] + counts['FAIL']} evaluated criteria failed."
             if counts["FAIL"] else f"All {counts['PASS']} evaluated criteria passed.")
     if counts["N/A"]:
-        text += f" {counts['N/A']} criteria were not evaluated (reasons in the table notes and section 11)."
+        text += f" {counts['N/A']} criteria were not evaluated (reasons in the table notes and section 12)."
     table = Table(["Criterion", "Compared value", "95% CI", "Threshold", "Status"],
                   [[row["name"], row["value"], tuple(row["ci"]) if any(v is not None for v in row["ci"]) else None,
                     row["threshold_text"], row["status"]] for row in criteria],
@@ -69,7 +70,8 @@ def summary_section(criteria: list[dict]) -> Section:
     controls = Table(["Criterion", "Control", "Value", "95% CI", "Required", "Outcome"],
                      [[row["name"], f"{control['kind']}: {control['label']}", control["value"],
                        tuple(control["ci"]) if any(v is not None for v in control["ci"]) else None, control["requirement"],
-                       outcome[control["ok"]] + (f" ({control['reason']})" if control["ok"] is None and control["reason"] else "")]
+                       control.get("waived") or outcome[control["ok"]]
+                       + (f" ({control['reason']})" if control["ok"] is None and control["reason"] else "")]
                       for row in criteria if row.get("enabled", True) for control in row.get("controls", [])],
                      "Controls measured in the same run: a negative control must pass, a positive control must fail "
                      "(or be detected as required); a criterion whose control is not met is N/A")
@@ -141,9 +143,9 @@ def build_document(audit: Audit, *, version: int, status: str, prepared_by, appr
     sections = [
         summary_section(criteria), scope_section(audit), traceability_section(audit, results), data_section(audit),
         methods_section(audit, results), fidelity_section(audit, results), phototype_section(audit, results),
-        memorization_section(audit, results), detector_section(audit, results), reader_section(audit),
-        limitations_section(audit, results, criteria),
-        Section(12, "Sign-off", [Facts([
+        memorization_section(audit, results), detector_section(audit, results), utility_section(audit, results),
+        reader_section(audit), limitations_section(audit, results, criteria),
+        Section(13, "Sign-off", [Facts([
             ("Prepared by", prepared_by.username if prepared_by else "—"),
             ("Reviewed and approved by", approved_by.username if approved_by else "pending (draft)"),
             ("Approved at (UTC)", _utc(approved_at) or "—"),

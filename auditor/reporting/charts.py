@@ -145,8 +145,12 @@ def _draw_line(axes, data: dict[str, Any]) -> None:
         axes.plot(x, _floats(series["y"]), marker="o", markersize=3, linewidth=1.2, color=colour,
                   label=series["name"])
         if "lower" in series and "upper" in series:
-            axes.fill_between(x, _floats(series["lower"]), _floats(series["upper"]), color=colour, alpha=0.18,
-                              linewidth=0)
+            if len(x) == 1:  # a single point: an error bar, since a band of one point has no width
+                axes.errorbar(x, _floats(series["y"]), yerr=_error_bars(series["y"], series), fmt="none",
+                              ecolor=colour, capsize=3, linewidth=0.9)
+            else:
+                axes.fill_between(x, _floats(series["lower"]), _floats(series["upper"]), color=colour, alpha=0.18,
+                                  linewidth=0)
 
 
 def _draw_roc(axes, data: dict[str, Any]) -> None:

@@ -98,6 +98,14 @@ def _auc_upper(block: dict | None) -> Measure:
     return high, (low, high), None
 
 
+def _gain_lower(block: dict | None) -> Measure:
+    """Lower 95 % bound of a paired AUROC gain (the conservative side for "does not hurt")."""
+    if not block or block.get("gain") is None:
+        return None, (None, None), (block or {}).get("error") or "not computed"
+    low, high = _ci(block.get("ci"))
+    return low, (low, high), None
+
+
 def _auc_point(block: dict | None) -> Measure:
     if not block or block.get("auc") is None:
         return None, (None, None), (block or {}).get("error") or "not computed"
@@ -112,6 +120,18 @@ def _path(*keys: str, missing: str) -> Callable[[dict, Audit], dict | None]:
         for key in keys:
             node = (node or {}).get(key)
         return node if node else ({"error": missing} if keys[0] in results else None)
+    return find
+
+
+def _utility(key: str) -> Callable[[dict, Audit], dict | None]:
+    """A block of the utility stage; the stage's own reason (e.g. which labels to upload) when it could not run."""
+    def find(results: dict, audit: Audit) -> dict | None:
+        stage = results.get("utility")
+        if stage is None:
+            return None
+        if stage.get("error"):
+            return {"error": stage["error"]}
+        return stage.get(key) or {"error": "not measured"}
     return find
 
 
@@ -146,6 +166,11 @@ class Control:
     absent: str  # why it can be missing, shown when it is
     # None: the criterion's own threshold (negative: must pass; positive: must fail). Else (direction, bound, measure).
     requirement: tuple[str, float, Callable[[dict | None], Measure]] | None = None
+    misbehaves: str = ""  # what it means when this control does not behave, added to the N/A reason
+    # A positive control shows that the instrument can fail; "pass": it guards only a PASS, so a set that fails the
+    # criterion itself (with its negative control met) is FAIL whatever this control shows: the instrument's power
+    # to fail was shown on the set.
+    guards: str = "any"
 
 
 @dataclass(frozen=True)
@@ -244,6 +269,19 @@ CRITERIA: dict[str, Criterion] = {
         "opinion on detectability.", "ROC AUC, 0–1 (upper 95% CI bound)", _auc_upper,
         _path("detectability", "probe", "audited", missing="not computed"), "the detectability stage did not run",
         _detectability_controls("probe")),
+    "utility_gain": Criterion(
+        "Fitness for purpose: a classifier trained with these images (AUROC gain)",
+        "Does adding the generated images to a real training set help a classifier of the same classes on real "
+        "patients? The gain in AUROC on real test images, real + generated minus real only; the criterion is "
+        "non-inferiority: the lower 95% bound must not fall below the margin.", "AUROC gain (lower 95% CI bound)",
+        _gain_lower, _utility("audited"), "the utility stage did not run", (
+            Control("negative", "held-out real images with their true labels, added as if generated",
+                    _utility("negative_control"), "the utility stage did not run"),
+            Control("positive", "the generated images with their class labels swapped",
+                    _utility("positive_control"), "the utility stage did not run",
+                    misbehaves="swapped labels at this ratio do not move the AUROC past the margin, so the test "
+                               "lacks the power to fail a harmful set here", guards="pass"),
+        )),
     "reader_auc": Criterion(
         "Detectable by dermatologists (reader AUC)",
         "Reader-averaged AUC of dermatologists calling images real or synthetic in a blinded study: 0.5 is chance.",
@@ -281,7 +319,8 @@ def _control_row(control: Control, criterion: Criterion, spec: dict, results: di
     value, ci, reason = _measure(measure, block, control.absent)
     ok = None if value is None else _passes(value, bound, direction) == wanted
     return {"kind": control.kind, "label": control.label, "value": value, "ci": list(ci), "requirement": requirement,
-            "ok": ok, "reason": reason or "", "value_text": format_cell(value),
+            "ok": ok, "reason": reason or "", **({"misbehaves": control.misbehaves} if control.misbehaves else {}),
+            "value_text": format_cell(value),
             "ci_text": format_cell(tuple(ci)) if any(v is not None for v in ci) else "n/a"}
 
 
@@ -296,18 +335,23 @@ def evaluate_criteria(audit: Audit, results: dict | None = None) -> list[dict]:
         value, ci, reason = _measure(criterion.measure, block, criterion.absent)
         threshold, direction = spec["threshold"], spec["direction"]
         controls = [_control_row(c, criterion, spec, results, audit) for c in criterion.controls]
+        if value is not None and reason is None and not _passes(value, threshold, direction):
+            for control, row in zip(criterion.controls, controls):
+                if control.guards == "pass" and not row["ok"]:
+                    row["waived"] = "not needed: the set failed the criterion itself, which shows the test can fail"
+        controls_that_count = [c for c in controls if not c.get("waived")]
         if not spec.get("enabled", True):
             status, reason = "N/A", "not selected for this audit"
         elif reason is not None or value is None:
             status = "N/A"
-        elif unmeasured := [c for c in controls if c["ok"] is None]:
+        elif unmeasured := [c for c in controls_that_count if c["ok"] is None]:
             status = "N/A"
             reason = "; ".join(f"{c['kind']} control not measured ({c['label']}: {c['reason']})" for c in unmeasured)
-        elif failed := [c for c in controls if not c["ok"]]:
+        elif failed := [c for c in controls_that_count if not c["ok"]]:
             status = "N/A"
             reason = "; ".join(
                 f"{c['kind']} control did not behave ({c['label']}: {c['value_text']}, required {c['requirement']})"
-                for c in failed)
+                + (f": {c['misbehaves']}" if c.get("misbehaves") else "") for c in failed)
         else:
             status = "PASS" if _passes(value, threshold, direction) else "FAIL"
         rows.append({

@@ -1,4 +1,4 @@
-"""Report sections 4–11, each built from stored stage results (no computation here beyond formatting)."""
+"""Report sections 4–9, 11 and 12 (10: utility_section.py), each built from stored stage results (no computation here beyond formatting)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -317,10 +317,10 @@ def _estimate(value) -> tuple:
 
 def reader_section(audit: Audit) -> Section:
     if audit.reader_study is None:
-        return Section(10, "Reader study", [Paragraph("No reader study is linked to this audit.")])
+        return Section(11, "Reader study", [Paragraph("No reader study is linked to this audit.")])
     summary = reader_summary(audit)
     if summary is None:
-        return Section(10, "Reader study", [Callout("warning", f"Reader study {audit.reader_study.name!r} is not closed yet.")])
+        return Section(11, "Reader study", [Callout("warning", f"Reader study {audit.reader_study.name!r} is not closed yet.")])
     payload = summary["payload"]
     study = payload.get("study") or {}
     blocks: list = [Paragraph(
@@ -367,7 +367,7 @@ def reader_section(audit: Audit) -> Section:
              (c.get("ci_low"), c.get("ci_high")), c.get("p_value")] for c in comparisons if isinstance(c, dict) and "difference" in c]
     if rows:
         blocks.append(Table(["arm A", "arm B", "AUC A − B", "95% CI", "p"], rows, "Generator arms compared (OR-Hillis, shared real cases)"))
-    return Section(10, "Reader study", blocks)
+    return Section(11, "Reader study", blocks)
 
 
 def limitations_section(audit: Audit, results: dict, criteria: list[dict]) -> Section:
@@ -396,4 +396,4 @@ def limitations_section(audit: Audit, results: dict, criteria: list[dict]) -> Se
     if detector.get("available") and not detector.get("reference_is_held_out"):
         items.append("The detector's real images may include its training images: its AUC is optimistic.")
     items += [f"Criterion {c['name']} not evaluated: {c['reason']}." for c in criteria if c["status"] == "N/A" and c["reason"]]
-    return Section(11, "Limitations and deviations", [Paragraph("\n".join(f"• {item}" for item in items) or "None recorded.")])
+    return Section(12, "Limitations and deviations", [Paragraph("\n".join(f"• {item}" for item in items) or "None recorded.")])

@@ -447,7 +447,7 @@ def test_report_stage_fails_on_a_corrupt_picture_keeps_earlier_results_and_a_ret
     assert not list(Path(issuing.report_folder(audit)).iterdir())  # no half-written report files
 
     results = quality_client.get(f"/api/audits/{audit.pk}/results/").json()
-    earlier = ["fidelity", "phototype", "memorization", "detectability", "detector", "explanations"]
+    earlier = ["fidelity", "phototype", "utility", "memorization", "detectability", "detector", "explanations"]
     assert sorted(results["stages"]) == sorted(earlier)
     assert results["stages"]["fidelity"]["generated"]["frechet"]["value"] > 0
     assert results["progress"]["error"] == progress["error"]

@@ -44,7 +44,7 @@ def main(var_dir: str, reference_folder: str, generated_folder: str) -> None:
         run_ingest(job, [Path(folder)])
         sets.append(image_set)
     audit = Audit.objects.create(organisation=org, name="embedded", reference_set=sets[0], generated_set=sets[1],
-                                 include_copy_baseline=True)
+                                 include_copy_baseline=True, criteria={"utility_gain": {"label": "benign_malignant"}})
     pipeline.start_audit(audit, enqueue=lambda audit_id: run_audit_task.delay(audit_id))  # eager: runs now
     audit.refresh_from_db()
     print("RESULTS " + json.dumps({"status": audit.status, "error": audit.error,

@@ -27,13 +27,13 @@ from metrics.torch_threads import intra_op_threads
 
 from tests.support.workers import wait_for, worker_pool
 from tests.auditor.ingest_helpers import ingest_paths
-from tests.auditor.audits.test_pipeline import _subset
+from tests.auditor.audits.test_pipeline import UTILITY_BY_MALIGNANCY, _subset
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.worker]
 
 N_REFERENCE, N_GENERATED, CHUNK_SIZE = 48, 32, 16  # 80 images: 5 chunks
-ALL_STAGES = ("fidelity", "phototype", "memorization", "detectability", "detector", "explanations")
-PER_IMAGE_STAGES = ("fidelity", "phototype", "memorization")  # built on the chunks' features and estimates
+ALL_STAGES = ("fidelity", "phototype", "utility", "memorization", "detectability", "detector", "explanations")
+PER_IMAGE_STAGES = ("fidelity", "phototype", "utility", "memorization")  # built on the chunks' features and estimates
 # Set in this process (eager runs) and in every worker: what an audit computes must not differ between them.
 AUDIT_ENV = {"DERMAUDIT_ROAD_IMAGES": "4", "DERMAUDIT_TASK_LEASE_SECONDS": "12", "DERMAUDIT_CROSSFIT_EPOCHS": "1",
              "DERMAUDIT_PROBE_PERMUTATIONS": "10"}
@@ -90,7 +90,7 @@ def _new_audit(name: str, isic_dir, pad_dir, tmp_path, with_detector: bool = Tru
     org, reference, generated = _image_sets(name, isic_dir, pad_dir, tmp_path)
     return Audit.objects.create(organisation=org, name="distributed", generated_set=generated, reference_set=reference,
                                 detector=_detector(org, reference, generated) if with_detector else None,
-                                include_copy_baseline=True)
+                                include_copy_baseline=True, criteria=UTILITY_BY_MALIGNANCY)
 
 
 def _comparable(value):

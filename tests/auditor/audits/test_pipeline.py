@@ -18,12 +18,24 @@ from tests.auditor.ingest_helpers import ingest_paths
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 
 
+PAD_MALIGNANT = {"BCC", "SCC", "MEL"}  # PAD-UFES-20's skin cancers
+# Both test sets share the classes of a benign_malignant column (isic-uda1 has one; PAD-UFES-20's is derived from its
+# diagnoses in _subset), so the utility stage runs on them under that label.
+UTILITY_BY_MALIGNANCY = {"utility_gain": {"label": "benign_malignant"}}
+
+
 def _subset(source: Path, tmp_path: Path, name: str, n: int, step: int = 1) -> Path:
+    """Every step-th of the first rows of a shared set, copied with their labels.csv; PAD-UFES-20's rows gain a
+    benign_malignant column (malignant: BCC, SCC, MEL)."""
     folder = tmp_path / name
     (folder / "images").mkdir(parents=True)
     lines = (source / "labels.csv").read_text().splitlines()
     chosen = lines[1::step][:n]
-    (folder / "labels.csv").write_text("\n".join([lines[0], *chosen]) + "\n")
+    header, rows = lines[0], chosen
+    if "benign_malignant" not in header.split(","):
+        header += ",benign_malignant"
+        rows = [f"{line},{'malignant' if line.split(',')[1] in PAD_MALIGNANT else 'benign'}" for line in chosen]
+    (folder / "labels.csv").write_text("\n".join([header, *rows]) + "\n")
     for line in chosen:
         file = line.split(",")[0]
         (folder / file).write_bytes((source / file).read_bytes())
@@ -61,12 +73,13 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
     audit = Audit.objects.create(
         organisation=org, name="e2e", created_by=quality_user, generated_set=generated, reference_set=reference,
         baseline_set=baseline, include_copy_baseline=True,
-        criteria={"precision": {"threshold": 0.99}, "kid": {"threshold": 10.0}},
+        criteria={"precision": {"threshold": 0.99}, "kid": {"threshold": 10.0}, **UTILITY_BY_MALIGNANCY},
     )
     audit = _run(audit, django_capture_on_commit_callbacks)
 
     results = {r.stage: r.data for r in audit.results.all()}
-    assert set(results) == {"fidelity", "phototype", "memorization", "detectability", "detector", "explanations", "report"}
+    assert set(results) == {"fidelity", "phototype", "utility", "memorization", "detectability", "detector", "explanations",
+                            "report"}
     assert AuditChunk.objects.filter(audit=audit, done=False).count() == 0
     assert AuditChunk.objects.filter(audit=audit).exclude(worker="").count() == AuditChunk.objects.filter(audit=audit).count()
     fidelity = results["fidelity"]
@@ -94,6 +107,10 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
     # ... and one that the 2-step baseline passes cannot either: KID <= 10 misses the positive control.
     assert criteria["kid"]["status"] == "N/A" and "positive control did not behave" in criteria["kid"]["reason"], shown
     assert criteria["reader_auc"]["status"] == "N/A"
+    # Fitness for purpose ran on the benign/malignant labels both sets carry; test folds hold real images only.
+    utility = results["utility"]["result"]
+    assert utility["classes"] == ["benign", "malignant"] and utility["n_synthetic"] == generated.images.count()
+    assert criteria["utility_gain"]["status"] in ("PASS", "FAIL", "N/A") and criteria["utility_gain"]["controls"]
     failing = {name for name, c in criteria.items() if c["status"] == "FAIL"}
 
     report = Report.objects.get(audit=audit)
@@ -115,12 +132,14 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
     assert rendered.returncode == 0 and "Error" not in rendered.stderr
     pages = len(PdfReader(report.pdf).pages)
     assert len(list(tmp_path.glob("page*.png"))) == pages and pages >= 8
+    assert "10 Fitness for purpose: classifier utility" in text
 
 
 def test_rerun_reuses_features_and_reproduces_numbers(audit_inputs, quality_user, org, django_capture_on_commit_callbacks, monkeypatch):
     reference, generated, _ = audit_inputs
     first = _run(Audit.objects.create(organisation=org, name="r1", created_by=quality_user, generated_set=generated,
-                                      reference_set=reference), django_capture_on_commit_callbacks)
+                                      reference_set=reference, criteria=UTILITY_BY_MALIGNANCY),
+                 django_capture_on_commit_callbacks)
     from metrics.extractors import FeatureExtractor
 
     calls = {"n": 0}
@@ -143,7 +162,8 @@ def test_rerun_reuses_features_and_reproduces_numbers(audit_inputs, quality_user
         return [without_timings(v) for v in value] if isinstance(value, list) else value
 
     one, two = without_timings(one), without_timings(two)
-    for stage in ("fidelity", "phototype", "memorization", "detectability"):
+    assert "result" in one["utility"], one["utility"].get("error")
+    for stage in ("fidelity", "phototype", "utility", "memorization", "detectability"):
         assert json.dumps(one[stage], sort_keys=True) == json.dumps(two[stage], sort_keys=True)
 
 
