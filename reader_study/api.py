@@ -31,7 +31,8 @@ from .serializers import (
 )
 
 INTERIM = OpenApiParameter("interim", OpenApiTypes.BOOL, description="quality/admin: statistics before close")
-IMAGE_CACHE_CONTROL = "private, max-age=86400"
+# no-transform: a proxy that re-compressed the (uncompressed) image would give each case a content-dependent size.
+IMAGE_CACHE_CONTROL = "private, max-age=86400, no-transform"
 STATE_CONFLICT = error_responses(409, e409="the study's status does not allow this")
 NOT_CLOSED = error_responses(409, e409="results are available once the study is closed (quality/admin: ?interim=1)")
 
@@ -178,7 +179,8 @@ class ReaderAssignmentViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
 
 
 class ReaderCaseImageView(APIView):
-    """The blinded image of one of the caller's cases (same format, size and byte length for every case)."""
+    """The blinded image of one of the caller's cases: an uncompressed PNG of its pixels, with the same size, byte
+    length and headers for every case (no ETag or Last-Modified; the URL is the showing's random token)."""
 
     permission_classes = [ReaderPermission]
 

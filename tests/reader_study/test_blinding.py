@@ -2,15 +2,16 @@
 
 The image sets are built to differ the way real clinics' and generators' files do: real cases are 512×384
 JPEGs with EXIF camera tags and an ICC profile, synthetic ones 64×64 PNGs with generator text chunks.
+A classifier on all of it, and the compressed-size attack, are in test_blinding_side_channels.py.
 """
 from __future__ import annotations
 
 import io
 import re
+import struct
 
 import pytest
 from PIL import Image as PILImage
-from PIL import JpegImagePlugin
 
 from reader_study import blinding
 from reader_study.models import Case, Showing
@@ -41,6 +42,17 @@ def _fetch_images(reader) -> dict[bool, list]:
     return by_truth
 
 
+def _png_chunks(data: bytes) -> list[tuple[bytes, int]]:
+    assert data.startswith(blinding.PNG_SIGNATURE)
+    chunks, offset = [], len(blinding.PNG_SIGNATURE)
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset:offset + 4])
+        chunks.append((data[offset + 4:offset + 8], length))
+        offset += 12 + length
+    assert offset == len(data)
+    return chunks
+
+
 def test_image_bytes_headers_and_sizes_do_not_depend_on_truth(opened):
     study, readers = opened
     by_truth = _fetch_images(readers[0])
@@ -48,36 +60,51 @@ def test_image_bytes_headers_and_sizes_do_not_depend_on_truth(opened):
     assert by_truth[True] and by_truth[False]
     headers = {tuple(sorted(r.items())) for r in responses}
     assert len(headers) == 1, headers  # identical header names and values, Content-Length included
-    assert dict(responses[0].items())["Content-Type"] == "image/jpeg"
+    assert dict(responses[0].items())["Content-Type"] == "image/png"
+    assert "no-transform" in responses[0]["Cache-Control"]
     assert "Content-Disposition" not in responses[0] and "Last-Modified" not in responses[0] and "ETag" not in responses[0]
     assert len({len(r.content) for r in responses}) == 1 == len({r["Content-Length"] for r in responses})
+    layouts = {tuple(_png_chunks(r.content)) for r in responses}
+    assert layouts == {((b"IHDR", 13), (b"IDAT", len(responses[0].content) - 57), (b"IEND", 0))}, layouts
     for response in responses:
         data = response.content
         for leak in LEAKS:
             assert leak not in data, leak
         with PILImage.open(io.BytesIO(data)) as image:
-            assert (image.format, image.size, image.mode) == ("JPEG", (128, 128), "RGB")
-            assert not image.getexif() and "icc_profile" not in image.info and "exif" not in image.info
-            assert set(image.info) <= {"jfif", "jfif_version", "jfif_unit", "jfif_density"}
-            assert JpegImagePlugin.get_sampling(image) == 2  # 4:2:0 for every case
-            signature = (image.info.get("jfif_density"), tuple(map(tuple, image.quantization.values())))
+            assert (image.format, image.size, image.mode) == ("PNG", (128, 128), "RGB")
+            assert image.info == {} and not image.getexif()
             image.load()
-        assert signature == _signature_of(responses[0].content)
+            # The bytes are the pixels' canonical encoding: nothing in them that the pixels do not determine.
+            assert blinding.encode_pixels(image) == data
 
 
-def _signature_of(data: bytes):
-    with PILImage.open(io.BytesIO(data)) as image:
-        return image.info.get("jfif_density"), tuple(map(tuple, image.quantization.values()))
+def test_nothing_is_padded_every_rendering_has_the_study_length(opened):
+    study, readers = opened
+    length = blinding.encoded_length(128)
+    assert study.padded_image_bytes == length == 49_348  # 8 + 25 + 12 + (2 + 128 × 385 + 5 + 4) + 12
+    for case in Case.objects.filter(study=study):
+        served = blinding.blinded_image_bytes(case, study)
+        assert served == blinding.derivative_path(case.derivative_key).read_bytes()
+        assert len(served) == case.derivative_bytes == length and served.endswith(b"IEND\xaeB`\x82")
 
 
-def test_padding_is_invisible_to_decoders(opened):
+def test_a_rendering_of_another_length_is_an_error_not_padding(org, study, monkeypatch):
+    rendered = blinding.render_blinded
+    monkeypatch.setattr(blinding, "render_blinded", lambda source, size: rendered(source, size) + b"\0")
+    with pytest.raises(blinding.BlindingError):
+        open_study(study)
+    study.refresh_from_db()
+    assert study.status == study.Status.DRAFT
+
+
+def test_a_damaged_cache_file_is_rendered_again_not_served(opened, caplog):
     study, readers = opened
     case = Case.objects.filter(study=study).first()
-    padded = blinding.blinded_image_bytes(case, study)
-    plain = blinding.derivative_path(case.derivative_key).read_bytes()
-    assert len(padded) == study.padded_image_bytes >= len(plain) and padded.startswith(plain)
-    with PILImage.open(io.BytesIO(padded)) as a, PILImage.open(io.BytesIO(plain)) as b:
-        assert a.tobytes() == b.tobytes()
+    path = blinding.derivative_path(case.derivative_key)
+    good = path.read_bytes()
+    path.write_bytes(good[:-100])
+    assert blinding.blinded_image_bytes(case, study) == good == path.read_bytes()
+    assert "cache miss" in caplog.text
 
 
 def _normalise_page(html: str, token: str, username: str) -> str:
@@ -178,6 +205,7 @@ def test_serving_does_no_image_work_so_first_responses_take_the_same_time(opened
 
     monkeypatch.setattr(blinding.PILImage, "open", refuse)
     monkeypatch.setattr(blinding, "render_blinded", refuse)
+    monkeypatch.setattr(blinding, "encode_pixels", refuse)
     _fetch_images(readers[1])
 
 
@@ -186,7 +214,7 @@ def test_renderings_are_cached_by_content(org, image_sets, study):
     other = make_study(org, real, synthetic, name="same images")
     open_study(study)
     open_study(other)
-    files = list((blinding.derivative_path("00").parent.parent).rglob("*.jpg"))
+    files = list((blinding.derivative_path("00").parent.parent).rglob("*.png"))
     assert len(files) == study.cases.count()  # one rendering per distinct content, shared by both studies
     keys = {c.derivative_key for c in Case.objects.all()}
     assert keys == {blinding.derivative_key(c.image.sha256, 128) for c in Case.objects.select_related("image")}
