@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import secrets
 
+from auditlog.registry import auditlog
 from django.conf import settings
 from django.db import models
 
 from auditor.models import Image, ImageSet, Organisation
+from auditor.models.trail import STUDY_FIELDS
 
 SYNTHETIC_KINDS = frozenset({ImageSet.Kind.GENERATED, ImageSet.Kind.BASELINE})
 
@@ -212,3 +214,7 @@ class StudyResult(models.Model):
     payload = models.JSONField()
     answers_sha256 = models.CharField(max_length=64, help_text="SHA-256 of the answers CSV the numbers come from")
     computed_at = models.DateTimeField(auto_now_add=True)
+
+
+# The audit trail (auditor/models/trail.py) records who changed a study's design or state, when, from what to what.
+auditlog.register(Study, include_fields=STUDY_FIELDS)

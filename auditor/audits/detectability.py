@@ -28,6 +28,7 @@ import deepfake_detector as dd
 from auditor.audits.images import artefact_folder, lesion_group, ordered_images, reference_halves, seeded, set_features
 from auditor.detection.runs import standardised
 from auditor.models import Audit
+from auditor.models.storage import media_name
 from deepfake_detector.crossfit import crossfit_detector
 from metrics.detectability import probe_detectability
 from metrics.results import BLAS_THREADS, InsufficientSamplesError
@@ -104,7 +105,8 @@ def vit_block(audit: Audit) -> dict:
         folder = artefact_folder(audit, "detectability")
         # sha256: the checkpoint file (weights and metadata, e.g. training wall times); weights_sha256: the weights
         # alone, which a re-run reproduces.
-        block["fold_models"] = [{"path": str(folder / f"fold_{k}.pt"),
+        # path: the storage name (relative to MEDIA_ROOT), like every other stored evidence file.
+        block["fold_models"] = [{"path": media_name(folder / f"fold_{k}.pt"),
                                  "sha256": dd.save_detector(model, folder / f"fold_{k}.pt"),
                                  "weights_sha256": weights_sha256(model)}
                                 for k, model in enumerate(audited.fold_models)]

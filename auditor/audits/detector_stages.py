@@ -9,6 +9,7 @@ import deepfake_detector as dd
 from auditor.audits.images import artefact_folder, ordered_images, seeded
 from auditor.detection.runs import _phototype, load, standardised, store_scores
 from auditor.models import Audit, DetectorRun, Image
+from auditor.models.storage import media_name, media_path
 from auditor.models.training import TrainingStatus
 from deepfake_detector.evaluate import roc_points
 from deepfake_detector.explain import select_confidence_extremes
@@ -74,7 +75,7 @@ def _fold_inputs(audit: Audit):
     audited, models = vit.get("audited") or {}, vit.get("fold_models") or []
     if not models or not audited.get("fold_of"):
         return None
-    detector = dd.load_detector(models[0]["path"], expected_sha256=models[0]["sha256"], device="cpu")
+    detector = dd.load_detector(media_path(models[0]["path"]), expected_sha256=models[0]["sha256"], device="cpu")
     everything = ordered_images(audit.reference_set) + ordered_images(audit.generated_set)
     fold_of = np.asarray(audited["fold_of"])
     labels_all = np.array([0] * audited["n_real"] + [1] * audited["n_synthetic"], dtype=np.int64)
@@ -111,7 +112,7 @@ def explanations_stage(audit: Audit) -> dict:
         "detector": "the audit's own cross-fitted ViT, fold 0, on the images of its test fold (never trained on them)",
         "n_explained_fold": len(everything),
         "target": "synthetic logit", "road_images": "generated",
-        "overlays": [{"path": o.path, "label": "synthetic" if o.label else "real", "probability_synthetic": o.probability_synthetic,
+        "overlays": [{"path": media_name(o.path), "label": "synthetic" if o.label else "real", "probability_synthetic": o.probability_synthetic,
                       "rank": o.rank, "caption": f"{'synthetic' if o.label else 'real'}, {o.rank.replace('_', ' ')}, "
                                                  f"P(synthetic) = {o.probability_synthetic:.3f}"} for o in overlays],
         "road": road.__dict__ if not hasattr(road, "to_dict") else road.to_dict(),

@@ -22,6 +22,7 @@ from auditor.audits.images import (
 )
 from auditor.audits.utility import utility_stage
 from auditor.models import Audit, Image
+from auditor.models.storage import media_name
 from metrics.diversity import compute_ms_ssim_diversity
 from metrics.feature_suite import compute_feature_metrics
 from metrics.features import FeatureSet
@@ -193,7 +194,7 @@ def _pair_montage(audit: Audit, pairs: list[tuple[Image, Image, str]]) -> list[d
         canvas.paste(right, (left.width + 8, 0))
         path = folder / f"pair_{rank:02d}.png"
         canvas.save(path)
-        records.append({"path": str(path), "caption": caption, "generated": generated.original_name,
+        records.append({"path": media_name(path), "caption": caption, "generated": generated.original_name,
                         "training": training.original_name})
     return records
 

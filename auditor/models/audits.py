@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from auditor.models.core import ImageSet, Organisation
+from auditor.models.storage import media_path
 from auditor.models.training import DetectorRun
 
 STAGES = ["features", "fidelity", "phototype", "utility", "memorization", "detectability", "detector", "explanations", "report"]
@@ -121,17 +122,36 @@ class Report(models.Model):
     audit = models.ForeignKey(Audit, on_delete=models.CASCADE, related_name="reports")
     version = models.PositiveIntegerField()
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.DRAFT)
-    pdf = models.CharField(max_length=500)
-    json = models.CharField(max_length=500)
+    # Storage names under MEDIA_ROOT ("reports/audit-1/report-v1-….pdf"), read through default_storage
+    # (auditor/models/storage.py).
+    pdf = models.CharField(max_length=500, help_text="storage name of the PDF (relative to MEDIA_ROOT)")
+    json = models.CharField(max_length=500, help_text="storage name of the JSON twin (relative to MEDIA_ROOT)")
     pdf_sha256 = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
     prepared_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     approved_at = models.DateTimeField(null=True, blank=True)
+    # The electronic signature (on the previous version) that issued this version; its sign-off section prints it.
+    signature = models.OneToOneField("auditor.Signature", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="issued_report")
 
     class Meta:
         ordering = ["audit", "-version"]
         constraints = [models.UniqueConstraint(fields=["audit", "version"], name="one_report_per_version")]
+
+    def open_file(self, which: str):
+        """The PDF ("pdf") or the JSON twin ("json"), opened for reading through the default storage."""
+        from django.core.files.storage import default_storage
+
+        return default_storage.open(self.pdf if which == "pdf" else self.json, "rb")
+
+    @property
+    def pdf_path(self):
+        return media_path(self.pdf)
+
+    @property
+    def json_path(self):
+        return media_path(self.json)
 
 
 class AuditChunk(models.Model):

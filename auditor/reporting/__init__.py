@@ -1,6 +1,6 @@
 """Reporting: an audit's stored results become a versioned, regulatory-style PDF report and its JSON twin.
 
-Entry point: `auditor.reporting.issuing.issue_draft` (the audit's report stage) and `approve_report` (four eyes).
+Entry point: `auditor.reporting.issuing.issue_draft` (the audit's report stage) and `sign_report` (an electronic signature: four eyes, password, meaning and reason).
 `criteria` evaluates the acceptance criteria from the stored results, `builder` and `sections` turn results into
 a document, `document`/`formatting` are the report as plain data (no Django), rendered by `pdf`, `charts`,
 `flowables` and `styles`:

@@ -16,9 +16,9 @@ from django.apps import apps
 from django.conf import settings
 from django.utils import timezone
 
-from auditor.models import Audit, ImageSet
+from auditor.models import Audit, ImageSet, Signature
 from auditor.reporting import Callout, Facts, Paragraph, ReportDocument, Section, Table
-from auditor.reporting.criteria import evaluate_criteria, results_of
+from auditor.reporting.criteria import FAIL, PASS, criteria_verdict, evaluate_criteria, public_criteria, results_of
 from auditor.reporting.sections import (
     data_section,
     detector_section,
@@ -52,31 +52,44 @@ def _utc(moment: datetime | None) -> str | None:
     return moment.astimezone(dt_timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
+def _interval(ci: list) -> tuple | None:
+    return tuple(ci) if any(v is not None for v in ci) else None
+
+
 def summary_section(criteria: list[dict]) -> Section:
     counts = Counter(row["status"] for row in criteria)
-    verdict = "fail" if counts["FAIL"] else "pass"
-    text = (f"{counts['FAIL']} of {counts['PASS'] + counts['FAIL']} evaluated criteria failed."
-            if counts["FAIL"] else f"All {counts['PASS']} evaluated criteria passed.")
+    not_evaluated = [row for row in criteria if row.get("enabled", True) and row["status"] == "N/A"]
+    verdict = criteria_verdict(criteria)
+    if verdict == FAIL:  # the callouts say "failed", never the upper-case status word: that marks the table's cells
+        level, text = "fail", f"{counts['FAIL']} of {counts['PASS'] + counts['FAIL']} evaluated criteria failed."
+    elif verdict == PASS:
+        level, text = "pass", f"All {counts['PASS']} evaluated criteria passed."
+    else:
+        level, text = "warning", (f"None of the {counts['PASS']} evaluated criteria failed, but the verdict is incomplete, "
+                                  f"not a pass: {len(not_evaluated)} selected criteria could not be evaluated.")
     if counts["N/A"]:
         text += f" {counts['N/A']} criteria were not evaluated (reasons in the table notes and section 12)."
-    table = Table(["Criterion", "Compared value", "95% CI", "Threshold", "Status"],
-                  [[row["name"], row["value"], tuple(row["ci"]) if any(v is not None for v in row["ci"]) else None,
+    # Each criterion's point estimate with its CI, and separately the number its rule compares with the threshold
+    # (the estimate itself, or the conservative CI bound), as the API and the JSON twin's `criteria` carry them.
+    table = Table(["Criterion", "Estimate", "95% CI", "Rule compares", "Compared value", "Threshold", "Status"],
+                  [[row["name"], row["estimate"], _interval(row["ci"]), row["compared_is"], row["compared_value"],
                     row["threshold_text"], row["status"]] for row in criteria],
-                  "Pre-specified acceptance criteria (frozen when the audit started)", status_column=4)
+                  "Pre-specified acceptance criteria (frozen when the audit started)", status_column=6)
     notes = [f"{row['name']}: {row['basis']}" + (f" — not evaluated: {row['reason']}" if row["status"] == "N/A" and row["reason"] else "")
              for row in criteria]
     # Every verdict beside the controls that prove its instrument can pass and can fail (auditor/reporting/criteria.py).
     outcome = {True: "met", False: "not met", None: "not measured"}
-    controls = Table(["Criterion", "Control", "Value", "95% CI", "Required", "Outcome"],
-                     [[row["name"], f"{control['kind']}: {control['label']}", control["value"],
-                       tuple(control["ci"]) if any(v is not None for v in control["ci"]) else None, control["requirement"],
+    controls = Table(["Criterion", "Control", "Estimate", "95% CI", "Rule compares", "Compared value", "Required",
+                      "Outcome"],
+                     [[row["name"], f"{control['kind']}: {control['label']}", control["estimate"],
+                       _interval(control["ci"]), control["compared_is"], control["compared_value"], control["requirement"],
                        control.get("waived") or outcome[control["ok"]]
                        + (f" ({control['reason']})" if control["ok"] is None and control["reason"] else "")]
                       for row in criteria if row.get("enabled", True) for control in row.get("controls", [])],
                      "Controls measured in the same run: a negative control must pass, a positive control must fail "
                      "(or be detected as required); a criterion whose control is not met is N/A")
     control_notes = [f"{row['name']}: {row['controls_note']}" for row in criteria if row.get("controls_note")]
-    blocks = [Callout(verdict, text), table, Paragraph("\n".join(notes)), controls]
+    blocks = [Callout(level, text), table, Paragraph("\n".join(notes)), controls]
     if control_notes:
         blocks.append(Paragraph("\n".join(control_notes)))
     return Section(1, "Executive summary", blocks)
@@ -137,6 +150,41 @@ REPRODUCIBILITY = (
 )
 
 
+APPROVAL_RULE = ("an organisation admin other than the preparer signs electronically: password, meaning (reviewed, "
+                 "approved or rejected) and reason; each signature issues a new version that prints it")
+
+
+def signature_facts(number: int, signature: Signature) -> Facts:
+    rows = [(f"Signature {number}", f"{signature.meaning} by {signature.signer_display}"),
+            ("Signed at (UTC)", _utc(signature.signed_at)), ("Meaning", signature.meaning),
+            ("Reason", signature.reason), ("Signed version", f"v{signature.report.version}"),
+            ("SHA-256 of the signed PDF", signature.signed_pdf_sha256)]
+    if signature.failed_criteria:
+        rows.append(("Criteria failed in the signed version", ", ".join(signature.failed_criteria)))
+    return Facts(rows)
+
+
+def signoff_section(audit: Audit, prepared_by, approved_by, approved_at) -> Section:
+    """Who prepared the report and every electronic signature given on its versions, oldest first: signer, time,
+    meaning, reason and the SHA-256 of the exact PDF that was signed (auditor/models/signatures.py)."""
+    blocks = [Facts([
+        ("Prepared by", prepared_by.username if prepared_by else "—"),
+        ("Reviewed and approved by", approved_by.username if approved_by else "pending (draft)"),
+        ("Approved at (UTC)", _utc(approved_at) or "—"),
+        ("Approval rule", APPROVAL_RULE),
+    ])]
+    signatures = list(Signature.objects.filter(report__audit=audit).select_related("report"))
+    for number, signature in enumerate(signatures, start=1):
+        if signature.meaning == Signature.Meaning.APPROVED and signature.failed_criteria:
+            blocks.append(Callout("warning", f"Approved although {len(signature.failed_criteria)} criteria failed "
+                                             f"({', '.join(signature.failed_criteria)}); the approver's reason: "
+                                             f"{signature.reason}"))
+        blocks.append(signature_facts(number, signature))
+    if not signatures:
+        blocks.append(Paragraph("No electronic signature yet."))
+    return Section(13, "Sign-off", blocks)
+
+
 def build_document(audit: Audit, *, version: int, status: str, prepared_by, approved_by=None, approved_at=None) -> ReportDocument:
     results = results_of(audit)
     criteria = evaluate_criteria(audit, results)
@@ -145,16 +193,12 @@ def build_document(audit: Audit, *, version: int, status: str, prepared_by, appr
         methods_section(audit, results), fidelity_section(audit, results), phototype_section(audit, results),
         memorization_section(audit, results), detector_section(audit, results), utility_section(audit, results),
         reader_section(audit), limitations_section(audit, results, criteria),
-        Section(13, "Sign-off", [Facts([
-            ("Prepared by", prepared_by.username if prepared_by else "—"),
-            ("Reviewed and approved by", approved_by.username if approved_by else "pending (draft)"),
-            ("Approved at (UTC)", _utc(approved_at) or "—"),
-            ("Approval rule", "an organisation admin other than the preparer; approval issues a new version"),
-        ])]),
+        signoff_section(audit, prepared_by, approved_by, approved_at),
     ]
     return ReportDocument(
         report_id=f"DA-{audit.pk:05d}", version=version, status=status, title=f"Synthetic image audit: {audit.name}",
         generated_at_utc=_utc(timezone.now()), software_version=software_version(),
         seeds={"audit": int(audit.seed)}, prepared_by=prepared_by.username if prepared_by else "—",
         approved_by=approved_by.username if approved_by else None, approved_at_utc=_utc(approved_at), sections=sections,
+        criteria=public_criteria(criteria),
     )

@@ -12,6 +12,11 @@ MRMC design is its own check) carries controls measured in the same run, on the 
   detection requirement (AUC ≥ 0.9, ≥ 95 % detected): the criterion can fail.
 
 A control that was not measured, or that did not behave, makes the criterion N/A with the reason: never PASS.
+
+Every criterion and control states three numbers: the point estimate, its 95% CI, and the number its rule compares
+(`compared_is`: the point estimate, or the conservative bound of the CI: the upper bound where the estimate must stay
+below a threshold and is noisy (FD over the floor, the copy rate, detectability AUCs), the lower bound of the utility
+gain). `criteria_verdict` and `audit_verdict` give the overall PASS / FAIL / INCOMPLETE.
 """
 from __future__ import annotations
 
@@ -20,8 +25,36 @@ from dataclasses import dataclass, field
 
 from auditor.models import Audit
 from auditor.reporting import format_cell
+from auditor.reporting.formatting import plain_number
 
-Measure = tuple[float | None, tuple, str | None]  # (value compared, (point, bound) or CI, reason when unavailable)
+POINT, UPPER, LOWER = "point estimate", "upper 95% CI bound", "lower 95% CI bound"  # what a rule compares
+Reading = tuple[float | None, tuple[float | None, float | None], str | None]  # (estimate, 95% CI, reason unavailable)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A criterion's (or control's) number as its rule sees it: the point estimate, its 95% CI, and which of the
+    three the rule compares with the threshold (`compares`: POINT, UPPER or LOWER)."""
+
+    estimate: float | None
+    ci: tuple[float | None, float | None]
+    compares: str
+    reason: str | None = None  # why it is not available (or, with a value, why it may not decide)
+
+    @property
+    def value(self) -> float | None:
+        """The number the rule compares."""
+        return {POINT: self.estimate, UPPER: self.ci[1], LOWER: self.ci[0]}[self.compares]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """How a block of stage results becomes a `Measured`: `read` gives (estimate, CI, reason); `compares` is fixed
+    per measure (the conservative side of the interval, or the point estimate), so it is known even when a block is
+    missing."""
+
+    compares: str
+    read: Callable[[dict], Reading]
 
 
 def reader_summary(audit: Audit) -> dict | None:
@@ -47,69 +80,79 @@ def _ci(block: dict | None) -> tuple[float | None, float | None]:
     return (block.get("low"), block.get("high"))
 
 
-# --- measures: one block of stage results -> (value compared, interval shown, reason) -------------------------------
+# --- measures: one block of stage results -> (estimate, 95% CI, reason) ---------------------------------------------
 
-def _fd(block: dict | None) -> Measure:
-    fd, floor = (block or {}).get("frechet") or {}, ((block or {}).get("real_floor") or {}).get("floor")
+def _over(value: float | None, floor: float) -> float | None:
+    return None if value is None else value / floor
+
+
+def _fd(block: dict) -> Reading:
+    """FD over the real-vs-real floor at the same N: the estimate and both CI bounds divided by the floor."""
+    fd, floor = block.get("frechet") or {}, (block.get("real_floor") or {}).get("floor")
     if not fd or not floor:
         return None, (None, None), "FD or its floor not computed"
-    _, high = _ci(fd.get("ci"))
-    return (high / floor if high is not None else None), (fd["value"] / floor, high / floor if high else None), None
+    low, high = _ci(fd.get("ci"))
+    return _over(fd.get("value"), floor), (_over(low, floor), _over(high, floor)), None
 
 
-def _kid(block: dict | None) -> Measure:
-    kid = (block or {}).get("kernel_distance") or {}
+def _kid(block: dict) -> Reading:
+    kid = block.get("kernel_distance") or {}
     return kid.get("value"), _ci(kid.get("ci")), None if kid else "KID not computed"
 
 
-def _prdc(name: str) -> Callable[[dict | None], Measure]:
-    def measure(block: dict | None) -> Measure:
-        prdc = (block or {}).get("precision_recall") or {}
+def _prdc(name: str) -> Callable[[dict], Reading]:
+    def read(block: dict) -> Reading:
+        prdc = block.get("precision_recall") or {}
         return prdc.get(name), _ci(prdc.get(f"{name}_ci")), None if prdc else "precision/recall not computed"
-    return measure
+    return read
 
 
-def _copy_rate(block: dict | None) -> Measure:
-    """Upper Wilson bound of the calibrated copy rate (the point rate and the bound are shown)."""
-    if not block or block.get("copy_rate") is None:
-        return None, (None, None), (block or {}).get("error") or "copy detection not computed"
-    high = _ci(block.get("copy_ci"))[1]
-    return high, (block["copy_rate"], high), None
-
-
-def _detected_share(block: dict | None) -> Measure:
-    """Point share of known copies that the copy rule detects (for the copy baselines)."""
-    if not block or block.get("copy_rate") is None:
-        return None, (None, None), (block or {}).get("error") or "not measured"
+def _copy_rate(block: dict) -> Reading:
+    """The calibrated copy rate with its Wilson interval."""
+    if block.get("copy_rate") is None:
+        return None, (None, None), block.get("error") or "copy detection not computed"
     return block["copy_rate"], _ci(block.get("copy_ci")), None
 
 
-def _tvd(block: dict | None) -> Measure:
-    if not block or block.get("total_variation") is None:
-        return None, (None, None), (block or {}).get("error") or "no phototypes"
-    return block["total_variation"], tuple(block["total_variation_ci"]), block.get("gate")
+def _tvd(block: dict) -> Reading:
+    if block.get("total_variation") is None:
+        return None, (None, None), block.get("error") or "no phototypes"
+    low, high = block.get("total_variation_ci") or (None, None)
+    return block["total_variation"], (low, high), block.get("gate")
 
 
-def _auc_upper(block: dict | None) -> Measure:
-    """Upper 95 % bound of a cross-fitted detectability AUC (the conservative side for "hard to detect")."""
-    if not block or block.get("auc") is None:
-        return None, (None, None), (block or {}).get("error") or "not computed"
-    low, high = _ci(block.get("ci"))
-    return high, (low, high), None
-
-
-def _gain_lower(block: dict | None) -> Measure:
-    """Lower 95 % bound of a paired AUROC gain (the conservative side for "does not hurt")."""
-    if not block or block.get("gain") is None:
-        return None, (None, None), (block or {}).get("error") or "not computed"
-    low, high = _ci(block.get("ci"))
-    return low, (low, high), None
-
-
-def _auc_point(block: dict | None) -> Measure:
-    if not block or block.get("auc") is None:
-        return None, (None, None), (block or {}).get("error") or "not computed"
+def _auc(block: dict) -> Reading:
+    if block.get("auc") is None:
+        return None, (None, None), block.get("error") or "not computed"
     return block["auc"], _ci(block.get("ci")), None
+
+
+def _gain(block: dict) -> Reading:
+    if block.get("gain") is None:
+        return None, (None, None), block.get("error") or "not computed"
+    return block["gain"], _ci(block.get("ci")), None
+
+
+def _reader_auc(block: dict) -> Reading:
+    reader = block.get("reader")
+    if not reader or reader["auc"] is None:
+        return None, (None, None), (reader or {}).get("error") or "no closed reader study linked"
+    return reader["auc"], (reader["ci_low"], reader["ci_high"]), None
+
+
+FD_UPPER = Measure(UPPER, _fd)  # upper bound: FD is biased and noisy at small N, so the conservative side
+KID_POINT = Measure(POINT, _kid)
+COPY_RATE_UPPER = Measure(UPPER, _copy_rate)  # upper Wilson bound of the copy rate of the audited set
+DETECTED_SHARE = Measure(POINT, _copy_rate)  # point share of known copies the rule detects (copy baselines)
+TVD_POINT = Measure(POINT, _tvd)
+AUC_UPPER = Measure(UPPER, _auc)  # the conservative side for "hard to detect"
+AUC_POINT = Measure(POINT, _auc)
+GAIN_LOWER = Measure(LOWER, _gain)  # the conservative side for "does not hurt"
+READER_UPPER = Measure(UPPER, _reader_auc)
+
+
+def _prdc_point(name: str) -> Measure:
+    return Measure(POINT, _prdc(name))
 
 
 # --- where each block lives in the stage results ---------------------------------------------------------------------
@@ -151,13 +194,6 @@ def _reader(results: dict, audit: Audit) -> dict | None:
     return {"reader": reader_summary(audit)}
 
 
-def _reader_measure(block: dict | None) -> Measure:
-    reader = (block or {}).get("reader")
-    if not reader or reader["auc"] is None:
-        return None, (None, None), (reader or {}).get("error") or "no closed reader study linked"
-    return reader["ci_high"], (reader["auc"], reader["ci_high"]), None
-
-
 @dataclass(frozen=True)
 class Control:
     kind: str  # "negative" (must pass) or "positive" (must fail, or meet `requirement`)
@@ -165,7 +201,7 @@ class Control:
     block: Callable[[dict, Audit], dict | None]
     absent: str  # why it can be missing, shown when it is
     # None: the criterion's own threshold (negative: must pass; positive: must fail). Else (direction, bound, measure).
-    requirement: tuple[str, float, Callable[[dict | None], Measure]] | None = None
+    requirement: tuple[str, float, Measure] | None = None
     misbehaves: str = ""  # what it means when this control does not behave, added to the N/A reason
     # A positive control shows that the instrument can fail; "pass": it guards only a PASS, so a set that fails the
     # criterion itself (with its negative control met) is FAIL whatever this control shows: the instrument's power
@@ -178,7 +214,7 @@ class Criterion:
     title: str
     explanation: str
     unit: str
-    measure: Callable[[dict | None], Measure]
+    measure: Measure
     block: Callable[[dict, Audit], dict | None]
     absent: str
     controls: tuple[Control, ...] = field(default_factory=tuple)
@@ -203,7 +239,7 @@ def _detectability_controls(kind: str) -> tuple[Control, ...]:
                 "the detectability stage did not run"),
         Control("positive", "the baseline generator's images",
                 _path("detectability", kind, "positive_control", missing="no baseline set in this audit"),
-                "no baseline set in this audit", requirement=("min", 0.9, _auc_point)),
+                "no baseline set in this audit", requirement=("min", 0.9, AUC_POINT)),
     )
 
 
@@ -212,44 +248,44 @@ CRITERIA: dict[str, Criterion] = {
         "Fréchet distance to the reference, over the real-vs-real floor",
         "How far the generated images' features lie from the real ones, relative to how far two samples of real "
         "images of the same size lie from each other; 1 means as close as real images are to one another.",
-        "× the floor (upper 95% CI bound)", _fd, _path("fidelity", "generated", missing="not computed"),
+        "× the floor (upper 95% CI bound)", FD_UPPER, _path("fidelity", "generated", missing="not computed"),
         "the fidelity stage did not run", _fidelity_controls("FD")),
     "kid": Criterion(
         "Kernel distance to the real images (KID)",
         "A second distance between generated and real image features, unbiased at small set sizes; 0 means "
-        "indistinguishable.", "KID (squared MMD)", _kid, _path("fidelity", "generated", missing="not computed"),
+        "indistinguishable.", "KID (squared MMD)", KID_POINT, _path("fidelity", "generated", missing="not computed"),
         "the fidelity stage did not run", _fidelity_controls("KID")),
     "precision": Criterion(
         "Realism of single images (precision)",
         "Share of generated images that fall among real images in feature space (5 nearest neighbours).",
-        "share, 0–1", _prdc("precision"), _path("fidelity", "generated", missing="not computed"),
+        "share, 0–1", _prdc_point("precision"), _path("fidelity", "generated", missing="not computed"),
         "the fidelity stage did not run", _fidelity_controls("precision")),
     "recall": Criterion(
         "Variety covered (recall)",
         "Share of real images whose neighbourhood some generated image reaches (5 nearest neighbours); low recall "
-        "means kinds of lesions are missing.", "share, 0–1", _prdc("recall"),
+        "means kinds of lesions are missing.", "share, 0–1", _prdc_point("recall"),
         _path("fidelity", "generated", missing="not computed"), "the fidelity stage did not run",
         _fidelity_controls("recall")),
     "memorization_rate": Criterion(
         "Copies of training images (memorisation)",
         "Share of generated images that reproduce a training image, possibly flipped, rotated, cropped, resized, "
         "recoloured, blurred or re-encoded, by a copy rule calibrated on real images the generator never saw.",
-        "share, 0–1 (upper 95% CI bound)", _copy_rate, _path("memorization", "copies", "generated", missing="not computed"),
+        "share, 0–1 (upper 95% CI bound)", COPY_RATE_UPPER, _path("memorization", "copies", "generated", missing="not computed"),
         "the memorisation stage did not run", (
             Control("negative", "real images the generator never saw, against the training images",
                     _path("memorization", "copies", "held_out_real", missing="no held-out real images"),
                     "the memorisation stage did not run"),
             Control("positive", "exact copies of training images",
                     _path("memorization", "copies", "exact_copies", missing="not measured"),
-                    "the memorisation stage did not run", requirement=("min", 0.95, _detected_share)),
+                    "the memorisation stage did not run", requirement=("min", 0.95, DETECTED_SHARE)),
             Control("positive", "transformed copies of training images",
                     _path("memorization", "copies", "transformed_copies", missing="not measured"),
-                    "the memorisation stage did not run", requirement=("min", 0.95, _detected_share)),
+                    "the memorisation stage did not run", requirement=("min", 0.95, DETECTED_SHARE)),
         )),
     "phototype_tvd": Criterion(
         "Skin-tone balance (Fitzpatrick phototype mix)",
         "Total variation distance between the generated set's phototype mix and the target mix: 0 is the same mix, "
-        "1 no overlap.", "total variation distance, 0–1", _tvd, _phototype_audited, "the phototype stage did not run", (
+        "1 no overlap.", "total variation distance, 0–1", TVD_POINT, _phototype_audited, "the phototype stage did not run", (
             Control("negative", "a set of the same size drawn from the target mix",
                     _path("phototype", "controls", "target_sample", missing="not measured"),
                     "the phototype stage did not run"),
@@ -261,12 +297,12 @@ CRITERIA: dict[str, Criterion] = {
         "Detectable by a detector trained on these images (ViT, cross-fitted AUC)",
         "A ViT detector trained on this generated set against the reference, each image scored by a model that "
         "never trained on it: 0.5 means it cannot tell them apart, 1 always.", "ROC AUC, 0–1 (upper 95% CI bound)",
-        _auc_upper, _path("detectability", "vit", "audited", missing="not computed"),
+        AUC_UPPER, _path("detectability", "vit", "audited", missing="not computed"),
         "the detectability stage did not run", _detectability_controls("vit")),
     "probe_auc": Criterion(
         "Detectable from image features (cross-fitted linear probe AUC)",
         "A logistic regression on the extractor's features, cross-fitted like the ViT: a seconds-cheap second "
-        "opinion on detectability.", "ROC AUC, 0–1 (upper 95% CI bound)", _auc_upper,
+        "opinion on detectability.", "ROC AUC, 0–1 (upper 95% CI bound)", AUC_UPPER,
         _path("detectability", "probe", "audited", missing="not computed"), "the detectability stage did not run",
         _detectability_controls("probe")),
     "utility_gain": Criterion(
@@ -274,7 +310,7 @@ CRITERIA: dict[str, Criterion] = {
         "Does adding the generated images to a real training set help a classifier of the same classes on real "
         "patients? The gain in AUROC on real test images, real + generated minus real only; the criterion is "
         "non-inferiority: the lower 95% bound must not fall below the margin.", "AUROC gain (lower 95% CI bound)",
-        _gain_lower, _utility("audited"), "the utility stage did not run", (
+        GAIN_LOWER, _utility("audited"), "the utility stage did not run", (
             Control("negative", "held-out real images with their true labels, added as if generated",
                     _utility("negative_control"), "the utility stage did not run"),
             Control("positive", "the generated images with their class labels swapped",
@@ -285,7 +321,7 @@ CRITERIA: dict[str, Criterion] = {
     "reader_auc": Criterion(
         "Detectable by dermatologists (reader AUC)",
         "Reader-averaged AUC of dermatologists calling images real or synthetic in a blinded study: 0.5 is chance.",
-        "AUC, 0–1 (upper 95% CI bound)", _reader_measure, _reader, "no closed reader study linked",
+        "AUC, 0–1 (upper 95% CI bound)", READER_UPPER, _reader, "no closed reader study linked",
         controls_note="no automated controls: the blinded, randomised MRMC design with real images among the "
                       "synthetic ones is the study's own check"),
 }
@@ -299,12 +335,40 @@ def _bound_text(direction: str, bound: float) -> str:
     return f"{'≤' if direction == 'max' else '≥'} {format_cell(bound)}"
 
 
-def _measure(measure: Callable[[dict | None], Measure], block: dict | None, absent: str) -> Measure:
+def _interval_text(ci: tuple) -> str:
+    return format_cell(tuple(ci)) if any(v is not None for v in ci) else "n/a"
+
+
+def comparison_text(compared_is: str, value: float | None, threshold: float, direction: str) -> str:
+    """The rule as it was applied, e.g. "upper 95% CI bound 0.630 ≤ 0.750" (or "… 0.910 > 0.750" when it fails)."""
+    if value is None:
+        return ""
+    if _passes(value, threshold, direction):
+        relation = "≤" if direction == "max" else "≥"
+    else:
+        relation = ">" if direction == "max" else "<"
+    return f"{compared_is} {format_cell(value)} {relation} {format_cell(threshold)}"
+
+
+def _measure(measure: Measure, block: dict | None, absent: str) -> Measured:
     if block is None:
-        return None, (None, None), absent
+        return Measured(None, (None, None), measure.compares, absent)
     if block.get("error"):
-        return None, (None, None), str(block["error"])
-    return measure(block)
+        return Measured(None, (None, None), measure.compares, str(block["error"]))
+    estimate, ci, reason = measure.read(block)
+    measured = Measured(estimate, (ci[0], ci[1]), measure.compares, reason)
+    if measured.value is None and reason is None:
+        return Measured(estimate, measured.ci, measure.compares, f"the {measure.compares} was not computed")
+    return measured
+
+
+def _numbers(measured: Measured) -> dict:
+    """The keys every row and control row share: `value` is the number the rule compares (kept under that name for
+    the readers of stored rows), `estimate` the point estimate, `ci`/`ci_low`/`ci_high` its 95% CI."""
+    return {"value": measured.value, "compared_value": measured.value, "compared_is": measured.compares,
+            "estimate": measured.estimate, "ci": list(measured.ci), "ci_low": measured.ci[0], "ci_high": measured.ci[1],
+            "value_text": format_cell(measured.value), "estimate_text": format_cell(measured.estimate),
+            "ci_text": _interval_text(measured.ci)}
 
 
 def _control_row(control: Control, criterion: Criterion, spec: dict, results: dict, audit: Audit) -> dict:
@@ -313,18 +377,25 @@ def _control_row(control: Control, criterion: Criterion, spec: dict, results: di
         measure, direction, bound = criterion.measure, spec["direction"], spec["threshold"]
         wanted = control.kind == "negative"  # negative: must pass; positive: must fail
         requirement = f"must {'pass' if wanted else 'fail'} ({_bound_text(direction, bound)})"
+        source = "criterion threshold"
     else:
         direction, bound, measure = control.requirement
-        wanted, requirement = True, _bound_text(direction, bound)
-    value, ci, reason = _measure(measure, block, control.absent)
-    ok = None if value is None else _passes(value, bound, direction) == wanted
-    return {"kind": control.kind, "label": control.label, "value": value, "ci": list(ci), "requirement": requirement,
-            "ok": ok, "reason": reason or "", **({"misbehaves": control.misbehaves} if control.misbehaves else {}),
-            "value_text": format_cell(value),
-            "ci_text": format_cell(tuple(ci)) if any(v is not None for v in ci) else "n/a"}
+        wanted, requirement, source = True, _bound_text(direction, bound), "control requirement"
+    measured = _measure(measure, block, control.absent)
+    ok = None if measured.value is None else _passes(measured.value, bound, direction) == wanted
+    # `required`, for machines: met exactly when `compared_value <op> bound`.
+    op = {("max", True): "<=", ("max", False): ">", ("min", True): ">=", ("min", False): "<"}[(direction, wanted)]
+    required = {"direction": direction, "bound": bound, "must": "pass" if wanted else "fail", "op": op, "source": source}
+    return {"kind": control.kind, "label": control.label, **_numbers(measured), "requirement": requirement,
+            "required": required, "ok": ok, "reason": measured.reason or "",
+            **({"misbehaves": control.misbehaves} if control.misbehaves else {})}
 
 
 def evaluate_criteria(audit: Audit, results: dict | None = None) -> list[dict]:
+    """One row per criterion of the audit, enabled or not. Besides the numbers of `_numbers` a row carries its
+    verdict (`status` PASS/FAIL/N/A and the N/A `reason`), `threshold`/`direction`, the rule as applied
+    (`comparison_text`), and its `controls` rows (with `required`, `ok` and, where a control does not count,
+    `waived`). `public_criteria` turns rows into the objects the API and the JSON twin carry."""
     results = results if results is not None else results_of(audit)
     rows = []
     for name, spec in audit.effective_criteria().items():
@@ -332,7 +403,8 @@ def evaluate_criteria(audit: Audit, results: dict | None = None) -> list[dict]:
         if criterion is None:
             continue
         block = criterion.block(results, audit)
-        value, ci, reason = _measure(criterion.measure, block, criterion.absent)
+        measured = _measure(criterion.measure, block, criterion.absent)
+        value, reason = measured.value, measured.reason
         threshold, direction = spec["threshold"], spec["direction"]
         controls = [_control_row(c, criterion, spec, results, audit) for c in criterion.controls]
         if value is not None and reason is None and not _passes(value, threshold, direction):
@@ -356,10 +428,57 @@ def evaluate_criteria(audit: Audit, results: dict | None = None) -> list[dict]:
             status = "PASS" if _passes(value, threshold, direction) else "FAIL"
         rows.append({
             "name": name, "title": criterion.title, "explanation": criterion.explanation, "unit": criterion.unit,
-            "basis": spec["basis"], "enabled": bool(spec.get("enabled", True)), "value": value, "ci": list(ci), "threshold": threshold,
-            "direction": direction, "status": status, "reason": reason, "controls": controls,
-            "controls_note": criterion.controls_note,
-            "value_text": format_cell(value), "ci_text": format_cell(tuple(ci)) if any(v is not None for v in ci) else "n/a",
-            "threshold_text": _bound_text(direction, threshold),
+            "basis": spec["basis"], "enabled": bool(spec.get("enabled", True)), **_numbers(measured),
+            "threshold": threshold, "direction": direction, "status": status, "reason": reason, "controls": controls,
+            "controls_note": criterion.controls_note, "threshold_text": _bound_text(direction, threshold),
+            "comparison_text": comparison_text(measured.compares, value, threshold, direction),
         })
     return rows
+
+
+# --- the verdict and the public objects (API, JSON twin) -------------------------------------------------------------
+
+# The stage results `evaluate_criteria` reads (the reader study is read from its own tables): a caller that evaluates
+# many audits at once can load just these.
+STAGES_READ = ("fidelity", "phototype", "utility", "memorization", "detectability")
+PASS, FAIL, INCOMPLETE = "PASS", "FAIL", "INCOMPLETE"
+VERDICTS = (PASS, FAIL, INCOMPLETE)
+
+
+def criteria_verdict(rows: list[dict]) -> str:
+    """FAIL if any enabled criterion FAILs; PASS only if there is at least one enabled criterion and every one
+    PASSes; INCOMPLETE otherwise. An enabled criterion that is N/A (not measured, or a control did not behave) makes
+    the verdict INCOMPLETE, never PASS; a criterion not selected for the audit does not count."""
+    statuses = [row["status"] for row in rows if row.get("enabled", True)]
+    if FAIL in statuses:
+        return FAIL
+    if statuses and all(status == PASS for status in statuses):
+        return PASS
+    return INCOMPLETE
+
+
+def audit_verdict(audit: Audit, rows: list[dict]) -> str:
+    """The verdict of an audit: that of its criteria once it has succeeded; INCOMPLETE while it is a draft, queued
+    or running, and when it failed."""
+    return criteria_verdict(rows) if audit.status == Audit.Status.SUCCEEDED else INCOMPLETE
+
+
+def public_criteria(rows: list[dict]) -> list[dict]:
+    """Rows of `evaluate_criteria` as the typed objects of the API and the JSON twin: numbers stay numbers (never
+    formatted), `value` is the point estimate with `ci_low`/`ci_high`, `compared_value` the number the rule compares
+    and `compared_is` which one it is."""
+    number = plain_number  # NaN and infinities become None (JSON has neither)
+    return [{
+        "name": row["name"], "title": row["title"], "status": row["status"], "enabled": bool(row.get("enabled", True)),
+        "value": number(row.get("estimate")), "ci_low": number(row.get("ci_low")), "ci_high": number(row.get("ci_high")),
+        "compared_value": number(row.get("compared_value")), "compared_is": row.get("compared_is"),
+        "threshold": number(row["threshold"]), "direction": row["direction"], "unit": row.get("unit", ""),
+        "controls": [{
+            "kind": control["kind"], "set": control["label"], "value": number(control.get("estimate")),
+            "ci_low": number(control.get("ci_low")), "ci_high": number(control.get("ci_high")),
+            "compared_value": number(control.get("compared_value")), "compared_is": control.get("compared_is"),
+            "required": {**control["required"], "bound": number(control["required"]["bound"])},
+            "met": control["ok"], "waived": control.get("waived") or None, "reason": control.get("reason") or None,
+        } for control in row.get("controls", [])],
+        "reason": row.get("reason") or None,
+    } for row in rows]

@@ -24,7 +24,11 @@ from auditor.reporting.formatting import (  # noqa: F401  (re-exported: the docu
     plain_number,
 )
 
-SCHEMA = "dermaudit.report/1"
+# Schema 2 added the top-level "criteria": the acceptance criteria as typed objects (numbers as numbers, see
+# auditor.reporting.criteria.public_criteria). Stored schema-1 documents still read; their `criteria` is None.
+SCHEMA = "dermaudit.report/2"
+READABLE_SCHEMAS = ("dermaudit.report/1", SCHEMA)
+CRITERION_STATUSES = ("PASS", "FAIL", "N/A")
 STATUSES = ("draft", "approved")
 CALLOUT_LEVELS = ("pass", "fail", "warning", "info")
 CHART_KINDS = ("bar", "grouped_bar", "line", "roc", "distribution_vs_target")
@@ -163,6 +167,8 @@ class ReportDocument:
     approved_by: str | None = None
     approved_at_utc: str | None = None
     sections: list[Section] = field(default_factory=list)
+    # One object per acceptance criterion, as the API gives them; None: not recorded (a schema-1 document).
+    criteria: list[dict[str, Any]] | None = None
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -178,6 +184,10 @@ class ReportDocument:
             _parse_utc(self.approved_at_utc, "approved_at_utc")
         elif self.approved_by is not None or self.approved_at_utc is not None:
             raise ValueError("a draft report cannot carry an approver or approval time")
+        if self.criteria is not None and (not isinstance(self.criteria, list) or any(
+                not isinstance(c, dict) or not isinstance(c.get("name"), str) or c.get("status") not in CRITERION_STATUSES
+                for c in self.criteria)):
+            raise ValueError(f"criteria must be a list of objects with a name and a status in {CRITERION_STATUSES}")
         numbers_seen = [section.number for section in self.sections]
         if numbers_seen != sorted(set(numbers_seen)):
             raise ValueError(f"section numbers must be unique and ascending, got {numbers_seen}")
@@ -201,6 +211,7 @@ class ReportDocument:
             "prepared_by": self.prepared_by,
             "approved_by": self.approved_by,
             "approved_at_utc": self.approved_at_utc,
+            "criteria": self.criteria,
             "sections": [
                 {"number": s.number, "title": s.title, "blocks": [block_to_dict(b) for b in s.blocks]}
                 for s in self.sections
@@ -209,8 +220,9 @@ class ReportDocument:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ReportDocument:
-        if data.get("schema") != SCHEMA:
-            raise ValueError(f"not a {SCHEMA} document (schema {data.get('schema')!r})")
+        if data.get("schema") not in READABLE_SCHEMAS:
+            raise ValueError(f"not a report document this version reads (schema {data.get('schema')!r}; reads "
+                             f"{', '.join(READABLE_SCHEMAS)})")
         sections = [
             Section(s["number"], s["title"], [block_from_dict(b) for b in s["blocks"]]) for s in data["sections"]
         ]
@@ -226,6 +238,7 @@ class ReportDocument:
             approved_by=data["approved_by"],
             approved_at_utc=data["approved_at_utc"],
             sections=sections,
+            criteria=data["criteria"] if data["schema"] == SCHEMA else None,
         )
 
 

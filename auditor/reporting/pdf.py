@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from xml.sax.saxutils import escape
 
@@ -27,7 +29,7 @@ from reportlab.platypus import Paragraph as RLParagraph
 from reportlab.platypus.tableofcontents import TableOfContents
 
 from auditor.reporting import styles
-from auditor.reporting.document import Facts, ReportDocument, format_number
+from auditor.reporting.document import Facts, ImageGrid, ReportDocument, format_number
 from auditor.reporting.flowables import Numbering, block_flowables, facts_flowables, space_to_start, text
 from metrics.atomic_files import write_file_atomically
 
@@ -213,15 +215,30 @@ def build_story(document: ReportDocument) -> list[Flowable]:
     return story
 
 
-def render_pdf_bytes(document: ReportDocument) -> bytes:
+def with_picture_files(document: ReportDocument, picture_file: Callable[[str], str | os.PathLike]) -> ReportDocument:
+    """The document with every ImageRef's name turned into the local file the renderer reads. ImageRefs hold storage
+    names (relative to MEDIA_ROOT, as the JSON twin keeps them); `picture_file` resolves one (the service passes
+    default_storage.path). The document itself is not changed: its twin keeps the names."""
+    sections = [replace(section, blocks=[
+        replace(block, images=[replace(ref, path=str(picture_file(ref.path))) for ref in block.images])
+        if isinstance(block, ImageGrid) else block for block in section.blocks]) for section in document.sections]
+    return replace(document, sections=sections)
+
+
+def render_pdf_bytes(document: ReportDocument, picture_file: Callable[[str], str | os.PathLike] | None = None) -> bytes:
+    """The PDF's bytes. `picture_file` maps an ImageRef's path (a storage name) to a readable file; without it the
+    paths are read as they are (relative to the working directory, or absolute)."""
+    if picture_file is not None:
+        document = with_picture_files(document, picture_file)
     buffer = io.BytesIO()
     template = ReportTemplate(buffer, document)
     template.multiBuild(build_story(document), canvasmaker=partial(ReportCanvas, document=document))
     return buffer.getvalue()
 
 
-def render_pdf(document: ReportDocument, path: str | os.PathLike) -> str:
+def render_pdf(document: ReportDocument, path: str | os.PathLike,
+               picture_file: Callable[[str], str | os.PathLike] | None = None) -> str:
     """Write the report to `path` (atomically) and return the SHA-256 hex digest of the written bytes."""
-    data = render_pdf_bytes(document)
+    data = render_pdf_bytes(document, picture_file)
     write_file_atomically(path, data)
     return hashlib.sha256(data).hexdigest()

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 
 from auditor.models import Audit, ImageSet
+from auditor.models.storage import media_exists
 from auditor.reporting import Callout, Chart, Facts, ImageGrid, ImageRef, Paragraph, Section, Table
 from auditor.reporting.criteria import reader_summary
 from deepfake_detector.evaluate import roc_points
@@ -213,7 +213,7 @@ def memorization_section(audit: Audit, results: dict) -> Section:
                          "pixel AuthPct", "exact dup.", "near dup."], rows,
                         "Descriptive only: nearest-neighbour (AuthPct) rates in feature space, beside the rate the same "
                         "rule gives real images it never saw"))
-    pairs = [ImageRef(p["path"], p["caption"]) for p in memo.get("pairs", []) if Path(p["path"]).exists()]
+    pairs = [ImageRef(p["path"], p["caption"]) for p in memo.get("pairs", []) if media_exists(p["path"])]
     if pairs:
         blocks.append(ImageGrid("Closest generated (left) / training (right) pairs by the copy rule", pairs, columns=2))
     return Section(8, "Memorization", blocks)
@@ -299,7 +299,7 @@ def detector_section(audit: Audit, results: dict) -> Section:
                                 f"[{road['difference_ci_low']:.3f}, {road['difference_ci_high']:.3f}]; "
                                 f"{'beats' if road['method_beats_random'] else 'does not beat'} the random baseline. "
                                 f"All-zero maps: {road['share_all_zero_maps']:.0%}."))
-        overlays = [ImageRef(o["path"], o["caption"]) for o in explanations["overlays"] if Path(o["path"]).exists()]
+        overlays = [ImageRef(o["path"], o["caption"]) for o in explanations["overlays"] if media_exists(o["path"])]
         if overlays:
             blocks.append(ImageGrid("Grad-CAM: most and least confident images of each class", overlays, columns=2))
     if not blocks:

@@ -3,6 +3,8 @@
 Every Chart block is drawn by the report's own `render_chart_png`, served by `report_chart` and cached by the
 chart's content; every picture of an ImageGrid block (memorisation pairs, Grad-CAM overlays) is served by
 `report_picture`, which finds the file by its position in that report's JSON twin: a request never names a path.
+The twin and its pictures are read by storage name through the default storage (auditor/models/storage.py), so a
+copied media folder serves them all.
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
@@ -41,8 +45,9 @@ def latest_report(audit: Audit) -> Report | None:
 
 def load_twin(report: Report) -> dict | None:
     try:
-        return json.loads(Path(report.json).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        with report.open_file("json") as file:
+            return json.loads(file.read().decode("utf-8"))
+    except (OSError, ValueError, SuspiciousFileOperation):  # missing, unreadable, or a name outside the media folder
         return None
 
 
@@ -214,14 +219,19 @@ def report_picture(request, pk, index: int):
     listed = pictures(twin)
     if index >= len(listed):
         raise Http404("No such picture in this report.")
-    path = Path(listed[index]["path"]).resolve()
-    # The path comes from the stored twin, not the request; still, only the media folder is ever served.
-    if not path.is_relative_to(Path(settings.MEDIA_ROOT).resolve()) or path.suffix.lower() not in PICTURE_TYPES or not path.is_file():
-        raise Http404("This picture is not available.")
-    stat = path.stat()
-    etag = f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+    name = str(listed[index].get("path") or "")
+    suffix = Path(name).suffix.lower()
+    # The name comes from the stored twin, not the request; still, only the media storage is ever served (the
+    # storage refuses a name that leads out of it).
+    try:
+        if suffix not in PICTURE_TYPES or not default_storage.exists(name):
+            raise Http404("This picture is not available.")
+        size, modified = default_storage.size(name), default_storage.get_modified_time(name)
+    except (SuspiciousFileOperation, OSError):
+        raise Http404("This picture is not available.") from None
+    etag = f'"{size:x}-{int(modified.timestamp() * 1_000_000):x}"'
     response = HttpResponseNotModified() if _not_modified(request, etag) else \
-        FileResponse(open(path, "rb"), content_type=PICTURE_TYPES[path.suffix.lower()])
+        FileResponse(default_storage.open(name, "rb"), content_type=PICTURE_TYPES[suffix])
     response["ETag"] = etag
     response["Cache-Control"] = "private, no-cache"
     return response

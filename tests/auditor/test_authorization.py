@@ -109,15 +109,18 @@ MATRIX = {
     "report-detail": [("get", lambda o: f"/api/reports/{o['report'].pk}/", None, READ, HIDDEN)],
     "report-pdf": [("get", lambda o: f"/api/reports/{o['report'].pk}/pdf/", None, READ, HIDDEN)],
     "report-json-twin": [("get", lambda o: f"/api/reports/{o['report'].pk}/json/", None, READ, HIDDEN)],
-    # Only an organisation admin who did not prepare the report may approve (the document is rebuilt: 400 here,
-    # because this audit has no results; the point is who gets past the checks).
+    # Only an organisation admin who did not prepare the report may sign it (400 here: no password, meaning or
+    # reason; the point is who gets past the checks).
     "report-approve": [("post", lambda o: f"/api/reports/{o['report'].pk}/approve/", None, _status(403, 400, 403, 403, 401), HIDDEN_WRITE)],
+    "audit-trail": [("get", lambda o: f"/api/audits/{o['audit'].pk}/trail/", None, READ, HIDDEN)],
     "web:audit-list": [("get", lambda o: "/audits/", None, WEB_READ, None)],
     "web:audit-detail": [("get", lambda o: f"/audits/{o['audit'].pk}/", None, WEB_READ, WEB_HIDDEN)],
     "web:audit-run": [("post", lambda o: f"/audits/{o['audit'].pk}/run/", None, _status(302, 302, 403, 403, 302), WEB_HIDDEN)],
     "web:report-download": [("get", lambda o: f"/reports/{o['report'].pk}/pdf/", None, WEB_READ, WEB_HIDDEN)],
     "web:report-download-json": [("get", lambda o: f"/reports/{o['report'].pk}/json/", None, WEB_READ, WEB_HIDDEN)],
-    "web:report-approve": [("post", lambda o: f"/reports/{o['report'].pk}/approve/", None, _status(403, 302, 403, 403, 302), WEB_HIDDEN)],
+    # The signature form: admins who did not prepare the report; everyone else a page that says why (403).
+    "web:report-approve": [("get", lambda o: f"/reports/{o['report'].pk}/approve/", None, _status(403, 200, 403, 403, 302), WEB_HIDDEN),
+                           ("post", lambda o: f"/reports/{o['report'].pk}/approve/", None, _status(403, 400, 403, 403, 302), WEB_HIDDEN)],
     "api-schema": [("get", lambda o: "/api/schema/", None, _status(200, 200, 200, 200, 401), None)],
     "api-docs": [("get", lambda o: "/api/docs/", None, _status(200, 200, 200, 200, 401), None)],
     "api-token": [("post", lambda o: "/api/token/", lambda o: {"username": "nobody", "password": "x"}, _status(400, 400, 400, 400, 400), None)],

@@ -30,7 +30,7 @@ from auditor.audits import stages
 from auditor.ingestion import importer
 from auditor.ingestion import tasks as ingestion_tasks
 from auditor.reporting import issuing
-from auditor.models import Audit, DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Report, Role
+from auditor.models import Audit, DuplicateRecord, Image, ImageSet, IngestError, IngestJob, Report, Role, Signature
 from auditor.reporting import pdf as pdf_module
 from auditor.ingestion.tasks import ingest_task
 
@@ -149,8 +149,8 @@ def assert_reports_consistent(audit: Audit) -> list[Report]:
     reports = list(audit.reports.order_by("version"))
     assert [r.version for r in reports] == list(range(1, len(reports) + 1))
     for report in reports:
-        assert sha256_of(report.pdf) == report.pdf_sha256, f"v{report.version}: PDF does not match its SHA-256"
-        assert json.loads(Path(report.json).read_text())["pdf_sha256"] == report.pdf_sha256
+        assert sha256_of(report.pdf_path) == report.pdf_sha256, f"v{report.version}: PDF does not match its SHA-256"
+        assert json.loads(report.json_path.read_text())["pdf_sha256"] == report.pdf_sha256
     folder = Path(issuing.report_folder(audit))
     assert not list(folder.glob(".tmp-*")) and not list(folder.glob("*.partial")), "a half-written file was left behind"
     return reports
@@ -423,9 +423,10 @@ def test_report_stage_fails_on_a_corrupt_picture_keeps_earlier_results_and_a_ret
 
     def memorization_then_damage(audit):
         result = real_memorization(audit)
-        path = Path(result["pairs"][0]["path"])
-        damaged[str(path)] = path.read_bytes()
-        path.write_bytes(damaged[str(path)][: len(damaged[str(path)]) // 3])  # truncated, as by a failing disk
+        name = result["pairs"][0]["path"]  # a storage name, relative to MEDIA_ROOT
+        path = default_storage.path(name)
+        damaged[name] = Path(path).read_bytes()
+        Path(path).write_bytes(damaged[name][: len(damaged[name]) // 3])  # truncated, as by a failing disk
         return result
 
     monkeypatch.setitem(stages.STAGE_FUNCTIONS, "memorization", memorization_then_damage)
@@ -454,7 +455,7 @@ def test_report_stage_fails_on_a_corrupt_picture_keeps_earlier_results_and_a_ret
     stored_at = dict(audit.results.values_list("stage", "created_at"))
 
     # Fix the cause (restore the picture), then retry the report only.
-    Path(broken_path).write_bytes(damaged[broken_path])
+    Path(default_storage.path(broken_path)).write_bytes(damaged[broken_path])
     with django_capture_on_commit_callbacks(execute=True):
         retried = quality_client.post(f"/api/audits/{audit.pk}/retry-report/")
     assert retried.status_code == 202, retried.content
@@ -500,6 +501,8 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
     v1_files = _report_files(audit)
     admin = api_client_for(users[Role.ADMIN])
     url = f"/api/reports/{draft.pk}/approve/"
+    # An electronic signature (tests/auditor/reporting/test_signatures.py): the signer's password, meaning, reason.
+    SIGNATURE = {"password": "correct-horse-battery", "meaning": "approved", "reason": "fault test"}  # noqa: N806
 
     def assert_nothing_issued(response, status: int, *fragments: str) -> None:
         assert response.status_code == status, response.content
@@ -508,8 +511,9 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
             assert fragment in detail, detail
         assert "Traceback" not in detail
         assert [r.version for r in assert_reports_consistent(audit)] == [1]
+        assert not Signature.objects.exists()  # nothing signed either
         Report.objects.get(pk=draft.pk)  # the draft is untouched: still the latest, still approvable
-        assert sha256_of(draft.pdf) == draft.pdf_sha256
+        assert sha256_of(draft.pdf_path) == draft.pdf_sha256
 
     # a) The renderer fails (reportlab cannot lay out a flowable).
     def layout_fails(self, *args, **kwargs):
@@ -517,20 +521,20 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
 
     with monkeypatch.context() as patch:
         patch.setattr(pdf_module.ReportTemplate, "multiBuild", layout_fails)
-        assert_nothing_issued(admin.post(url), 500, "the PDF renderer failed", "LayoutError", "too large")
+        assert_nothing_issued(admin.post(url, SIGNATURE, format="json"), 500, "the PDF renderer failed", "LayoutError", "too large")
     assert _report_files(audit) == v1_files
 
     # b) The volume is full while the PDF is written (a partial temporary file reaches the disk).
     with monkeypatch.context() as patch:
         volume = FailingVolume(patch, settings.MEDIA_ROOT / "reports", free_bytes=4096)
-        assert_nothing_issued(admin.post(url), 507, "No space left on device (ENOSPC)", "nothing was issued")
+        assert_nothing_issued(admin.post(url, SIGNATURE, format="json"), 507, "No space left on device (ENOSPC)", "nothing was issued")
         assert len(volume.failed) == 1
     assert _report_files(audit) == v1_files
 
     # c) The PDF is written, then the JSON twin fails with an I/O error: the PDF of the failed attempt is removed.
     with monkeypatch.context() as patch:
         volume = FailingVolume(patch, settings.MEDIA_ROOT / "reports", free_bytes=100, error=errno.EIO, healthy_files=1)
-        assert_nothing_issued(admin.post(url), 500, "Input/output error (EIO)")
+        assert_nothing_issued(admin.post(url, SIGNATURE, format="json"), 500, "Input/output error (EIO)")
         assert len(volume.opened) == 2 and len(volume.failed) == 1
     assert _report_files(audit) == v1_files
 
@@ -546,7 +550,7 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
 
     with monkeypatch.context() as patch:
         patch.setattr(issuing, "write_file_atomically", write_then_drop)
-        assert_nothing_issued(admin.post(url), 503, "could not be recorded", "no new version was issued")
+        assert_nothing_issued(admin.post(url, SIGNATURE, format="json"), 503, "could not be recorded", "no new version was issued")
     # The cleanup could not ask the database whether a row points at the attempt's files, so it kept them:
     # unreferenced files are harmless, a row without its file is not.
     leftovers = _report_files(audit) - v1_files
@@ -554,11 +558,12 @@ def test_failed_approvals_leave_no_half_written_version(finished_audit, users, s
     assert not [r for r in Report.objects.all() if Path(r.pdf).name in leftovers or Path(r.json).name in leftovers]
 
     # e) With the faults gone the approval issues version 2, and every version still matches its file.
-    approved = admin.post(url)
+    approved = admin.post(url, SIGNATURE, format="json")
     assert approved.status_code == 201, approved.content
     v1, v2 = assert_reports_consistent(audit)
     assert (v2.status, v2.approved_by_id, v1.pk) == ("approved", users[Role.ADMIN].pk, draft.pk)
-    assert "APPROVED" in PdfReader(v2.pdf).pages[0].extract_text()
+    assert (v2.signature.report_id, v2.signature.signed_pdf_sha256) == (v1.pk, v1.pdf_sha256)
+    assert "APPROVED" in PdfReader(v2.pdf_path).pages[0].extract_text()
 
 
 @pytest.mark.django_db
@@ -574,6 +579,6 @@ def test_a_losing_writer_of_the_same_version_cannot_change_the_recorded_file(fin
     recorded = issuing.write_report(audit, first, prepared_by=audit.created_by)
     with pytest.raises(Exception, match="(?i)unique|duplicate"):
         issuing.write_report(audit, second, prepared_by=audit.created_by)
-    assert sha256_of(recorded.pdf) == recorded.pdf_sha256
+    assert sha256_of(recorded.pdf_path) == recorded.pdf_sha256
     assert_reports_consistent(audit)
     assert len(list(Path(issuing.report_folder(audit)).glob("report-v2*"))) == 2  # the loser's files are removed

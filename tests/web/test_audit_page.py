@@ -34,7 +34,7 @@ def audit(org, quality_user, sets) -> Audit:
 
 
 def twin_of(audit: Audit) -> dict:
-    return json.loads(Path(audit.reports.order_by("-version").first().json).read_text())
+    return json.loads(audit.reports.order_by("-version").first().json_path.read_text())
 
 
 def blocks(twin: dict, kind: str) -> list[dict]:
@@ -166,7 +166,7 @@ def test_pairs_and_grad_cam_maps_come_only_from_the_reports_list(client, quality
 
     # A report whose twin lists a file outside the media folder (or a missing one) serves nothing.
     report = audit.reports.get()
-    tampered = json.loads(Path(report.json).read_text())
+    tampered = json.loads(report.json_path.read_text())
     grid = next(b for s in tampered["sections"] for b in s["blocks"] if b["type"] == "image_grid")
     outside = tmp_path / "outside.png"
     shutil.copy(grid["images"][0]["path"], outside)
@@ -224,7 +224,7 @@ def test_a_draft_lists_its_thresholds_in_plain_language(client, quality_user, or
 
 def test_an_unreadable_twin_is_said_not_hidden(client, quality_user, audit):
     report = audit.reports.get()
-    Path(report.json).unlink()
+    report.json_path.unlink()
     html = page_of(client, quality_user, audit)
     assert "cannot be read" in html and 'id="criteria"' in html
     assert client.get(f"/reports/{report.pk}/charts/0/").status_code == 404

@@ -95,7 +95,7 @@ class Command(BaseCommand):
                               f"  controls: {controls or row.get('controls_note') or '—'}")
             if row["status"] == "N/A" and row.get("reason"):
                 self.stdout.write(f"       {row['reason']}")
-        self.stdout.write(f"\nReport (PDF): {report.pdf}\nJSON twin:    {report.json}\nPDF SHA-256:  {report.pdf_sha256}")
+        self.stdout.write(f"\nReport (PDF): {report.pdf_path}\nJSON twin:    {report.json_path}\nPDF SHA-256:  {report.pdf_sha256}")
 
     def trained_samples(self, reference, kind, minutes, n, seed, user, name, set_kind) -> ImageSet:
         conditional = {"condition_label": "diagnosis"} if kind == "cdcgan" else {}

@@ -114,13 +114,13 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
     failing = {name for name, c in criteria.items() if c["status"] == "FAIL"}
 
     report = Report.objects.get(audit=audit)
-    pdf_bytes = Path(report.pdf).read_bytes()
+    pdf_bytes = report.pdf_path.read_bytes()
     import hashlib
 
     assert hashlib.sha256(pdf_bytes).hexdigest() == report.pdf_sha256
-    twin = json.loads(Path(report.json).read_text())
+    twin = json.loads(report.json_path.read_text())
     assert twin["pdf_sha256"] == report.pdf_sha256
-    text = "\n".join(page.extract_text() for page in PdfReader(report.pdf).pages)
+    text = "\n".join(page.extract_text() for page in PdfReader(report.pdf_path).pages)
     flat = "".join(text.split())  # narrow columns wrap "[185.646, 228.705]" over two lines
     for section in twin["sections"]:
         for block in section["blocks"]:
@@ -128,9 +128,9 @@ def test_audit_end_to_end(audit_inputs, quality_user, org, django_capture_on_com
                 for cell in row:
                     assert "".join(cell.split()) in flat, f"{cell!r} of section {section['title']!r} not in the PDF text"
     assert text.count("FAIL") == len(failing)
-    rendered = subprocess.run(["pdftoppm", "-r", "40", "-png", report.pdf, str(tmp_path / "page")], capture_output=True, text=True)
+    rendered = subprocess.run(["pdftoppm", "-r", "40", "-png", str(report.pdf_path), str(tmp_path / "page")], capture_output=True, text=True)
     assert rendered.returncode == 0 and "Error" not in rendered.stderr
-    pages = len(PdfReader(report.pdf).pages)
+    pages = len(PdfReader(report.pdf_path).pages)
     assert len(list(tmp_path.glob("page*.png"))) == pages and pages >= 8
     assert "10 Fitness for purpose: classifier utility" in text
 
