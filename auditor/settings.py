@@ -113,9 +113,11 @@ if DERMAUDIT_FEATURE_PRECISION not in ("auto", "fp32", "bf16"):
     raise ImproperlyConfigured(
         f"DERMAUDIT_FEATURE_PRECISION must be auto, fp32 or bf16, not {DERMAUDIT_FEATURE_PRECISION!r}")
 # The audit's own detectability test (auditor/audits/detectability.py): a ViT trained per fold on the audited set vs
-# the reference, for a fixed number of epochs (not seconds, so that a re-run on another machine gives the same model),
-# and as many times again for its negative (reference halves) and positive (baseline set) controls. 0 epochs: skipped.
-DERMAUDIT_CROSSFIT_EPOCHS = int(os.environ.get("DERMAUDIT_CROSSFIT_EPOCHS", 5))
+# the reference, for DERMAUDIT_CROSSFIT_STEPS optimiser steps in at most DERMAUDIT_CROSSFIT_EPOCHS epochs (a fixed
+# budget, not seconds, so that a re-run on another machine gives the same model), and as many again for its negative
+# (reference halves) and hard positive (the other half with an upsampling trace) controls. 0 epochs: skipped.
+DERMAUDIT_CROSSFIT_EPOCHS = int(os.environ.get("DERMAUDIT_CROSSFIT_EPOCHS", 20))
+DERMAUDIT_CROSSFIT_STEPS = int(os.environ.get("DERMAUDIT_CROSSFIT_STEPS", 100))
 DERMAUDIT_CROSSFIT_FOLDS = int(os.environ.get("DERMAUDIT_CROSSFIT_FOLDS", 3))
 DERMAUDIT_PROBE_PERMUTATIONS = int(os.environ.get("DERMAUDIT_PROBE_PERMUTATIONS", 100))
 # Fitness for purpose (auditor/audits/utility.py): repeats of the 5-fold cross-validation with the linear probe, and for

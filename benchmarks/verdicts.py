@@ -20,14 +20,18 @@ copy baseline on:
     p  pad-ufes-20 split by patient: one third   -> PASS utility (reference: the other two thirds; classes
        with its true labels audited against                          benign/malignant; phototype subgroups from
        the other two thirds                                            dermatologists' Fitzpatrick labels)
+    g  B with a 2x upsampling trace (half size,   -> FAIL detectability (the trace the ViT's hard positive
+       then bilinear back up), saved as PNG                          control uses)
+    h  the same with a nearest-neighbour trace    -> FAIL detectability (another trace than the control's)
+    i  the VAE's samples upscaled to 384 px       -> FAIL detectability (a baseline at the reference's scale)
 
 Case a is also judged on utility (B's true labels: PASS). Cases s and p are judged on utility only and run without
 the ViT cross-fit (not selected), baseline or copy baseline, which that criterion does not read.
 
-Fidelity is the criterion fd_upper_ci_over_floor, detectability both detectability_auc (cross-fitted ViT) and
-probe_auc (cross-fitted feature probe), memorisation memorization_rate (calibrated copy detection), utility
-utility_gain (lower 95 % bound of the AUROC gain at 1 generated image per real training image, linear probe). An N/A where a
-verdict was expected counts as wrong. Prints case x criterion -> verdict beside the expected one, the false-PASS and
+Fidelity is the criterion fd_upper_ci_over_floor, detectability the one criterion over both tests (the cross-fitted
+ViT on native crops and the cross-fitted feature probe; each test's AUCs are printed per case), memorisation
+memorization_rate (calibrated copy detection), utility utility_gain (lower 95 % bound of the AUROC gain at 1
+generated image per real training image, linear probe). An N/A where a verdict was expected counts as wrong. Prints case x criterion -> verdict beside the expected one, the false-PASS and
 false-FAIL counts, each audit's wall time, and writes benchmarks/results/verdicts.json:
 {"seed": ..., "cases": [{"case", "criterion", "expected", "verdict"}, ...]} (plus "details" with values, reasons and
 controls). Everything runs in this process on a fresh embedded database (SQLite, Celery eager) in a temporary folder.
@@ -46,7 +50,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("DERMAUDIT_SHARED_DATA", REPO.parent / "shared" / "data"))
-GROUPS = {"fidelity": ["fd_upper_ci_over_floor"], "detectability": ["detectability_auc", "probe_auc"],
+GROUPS = {"fidelity": ["fd_upper_ci_over_floor"], "detectability": ["detectability"],
           "memorisation": ["memorization_rate"], "utility": ["utility_gain"]}
 CASES = {
     "a": ("one half of isic-uda1 against the other half", {"fidelity": "PASS", "detectability": "PASS", "memorisation": "PASS",
@@ -58,8 +62,12 @@ CASES = {
     "f": ("pad-ufes-20 photos (real, other domain)", {"fidelity": "FAIL", "memorisation": "PASS"}),
     "s": ("isic-uda1 half B, diagnoses swapped", {"utility": "FAIL"}),
     "p": ("pad-ufes-20 third vs two thirds, true labels", {"utility": "PASS"}),
+    "g": ("B with a 2x upsampling trace (bilinear)", {"detectability": "FAIL"}),
+    "h": ("B with another 2x upsampling trace (nearest)", {"detectability": "FAIL"}),
+    "i": ("the VAE's samples upscaled to 384 px", {"detectability": "FAIL"}),
 }
 UTILITY_ONLY = {"s", "p"}  # no ViT, baseline or copy baseline: the utility criterion does not read them
+DETECTABILITY_ONLY = {"g", "h", "i"}  # no copy baseline: memorisation is not judged there
 PAD_MALIGNANT = {"BCC", "SCC", "MEL"}
 
 
@@ -135,6 +143,7 @@ def run(args, work: Path) -> None:
     from auditor.generation.runs import sample_to_image_set, train_generator
     from auditor.ingestion.importer import run_ingest
     from auditor.models import Audit, GeneratorRun, ImageSet, IngestJob, Membership, Organisation, Role
+    from deepfake_detector.perturbations import upsampling_trace
     from metrics.copy_detection import make_transformed_copies
     from metrics.image_io import open_rgb, sha256_array
 
@@ -189,8 +198,22 @@ def run(args, work: Path) -> None:
     transformed = ingest("transformed copies of A", "generated", transformed_folder)
     pad = ingest("pad-ufes-20", "generated", SHARED / "pad-ufes-20")
     half_b_rows = [rows[i] for i in order[half:]]
+    extra_sets: dict[str, ImageSet] = {}
     held_out_swapped = ingest("isic-uda1 half B, swapped", "generated",
                               write_folder(work / "B-swapped", swapped(half_b_rows), isic))
+    for case, mode in (("g", "bilinear"), ("h", "nearest")):  # real content, a generator's trace, saved as PNG
+        folder = work / f"traced-{mode}" / "images"
+        folder.mkdir(parents=True)
+        for row in half_b_rows:
+            traced = upsampling_trace(np.asarray(open_rgb(isic / row["file"])), mode)
+            PILImage.fromarray(traced).save(folder / f"{Path(row['file']).stem}.png")
+        extra_sets[case] = ingest(f"isic-uda1 half B, {mode} upsampling trace", "generated", folder)
+    folder = work / "vae-upscaled" / "images"
+    folder.mkdir(parents=True)
+    for image in sorted(vae.images.all(), key=lambda image: image.sha256):
+        PILImage.open(image.path).convert("RGB").resize((384, 384), PILImage.Resampling.BICUBIC).save(
+            folder / f"{image.sha256[:16]}.png")
+    extra_sets["i"] = ingest("VAE samples upscaled to 384 px", "generated", folder)
     pad_two_thirds, pad_third = pad_thirds(args.seed)
     pad_reference = ingest("pad-ufes-20 two thirds", "reference",
                            write_folder(work / "pad-reference", pad_two_thirds, SHARED / "pad-ufes-20"))
@@ -198,19 +221,20 @@ def run(args, work: Path) -> None:
                           write_folder(work / "pad-third", pad_third, SHARED / "pad-ufes-20"))
 
     generated = {"a": held_out, "b": exact, "c": transformed, "d": dcgan, "e": vae, "f": pad, "s": held_out_swapped,
-                 "p": pad_held_out}
+                 "p": pad_held_out, **extra_sets}
     references = {"p": pad_reference}
     utility_criteria = {"p": {"utility_gain": {"label": "benign_malignant"}}}
-    outcome, details, walls, precisions = [], [], {}, set()
+    outcome, details, walls, precisions, aucs = [], [], {}, set(), {}
     for case in args.cases:
         description, expected = CASES[case]
         baseline = None if case in UTILITY_ONLY else dcgan if case == "e" else vae
         criteria = dict(utility_criteria.get(case, {}))
         if case in UTILITY_ONLY:
-            criteria["detectability_auc"] = {"enabled": False}
+            criteria["detectability"] = {"tests": ["probe"]}
         audit = Audit.objects.create(organisation=organisation, name=f"case {case}: {description}", created_by=user,
                                      generated_set=generated[case], reference_set=references.get(case, reference),
-                                     baseline_set=baseline, include_copy_baseline=case not in UTILITY_ONLY,
+                                     baseline_set=baseline,
+                                     include_copy_baseline=case not in UTILITY_ONLY | DETECTABILITY_ONLY,
                                      seed=args.seed, target_phototype={"kind": "uniform"}, criteria=criteria)
         clock = time.perf_counter()
         with transaction.atomic():
@@ -231,6 +255,15 @@ def run(args, work: Path) -> None:
                                              for c in row["controls"]]})
         print(f"case {case} ({description}): {walls[case]:.0f} s: "
               + ", ".join(f"{o['criterion']} {o['verdict']}" for o in outcome if o["case"] == case), flush=True)
+        tests = (audit.results.get(stage="detectability").data or {})
+        auc_text = []
+        for test in ("vit", "probe"):
+            for key in ("audited", "negative_control", "positive_control"):
+                item = (tests.get(test) or {}).get(key) or {}
+                if item.get("auc") is not None:
+                    auc_text.append(f"{test} {key.replace('_control', '')} {item['auc']:.3f}")
+        aucs[case] = auc_text
+        print("  detectability AUCs: " + ", ".join(auc_text), flush=True)
         utility = (audit.results.get(stage="utility").data or {}).get("result")
         if utility and "utility" in expected:
             by_phototype = [row for row in utility["subgroups"] if row["field"].startswith("phototype")]
@@ -240,8 +273,8 @@ def run(args, work: Path) -> None:
                               f"{' (under-powered)' if row['underpowered'] else ''}" for row in by_phototype), flush=True)
 
     print(f"\nVerdicts at the default thresholds, seed {args.seed}; {cpu_name()}, {os.cpu_count()} CPUs; "
-          f"DCGAN {args.gan_minutes:g} min, VAE {args.vae_minutes:g} min; ViT {settings.DERMAUDIT_CROSSFIT_EPOCHS} "
-          f"epochs x {settings.DERMAUDIT_CROSSFIT_FOLDS} folds; feature precision {', '.join(sorted(precisions))} "
+          f"DCGAN {args.gan_minutes:g} min, VAE {args.vae_minutes:g} min; ViT on native crops, ~{settings.DERMAUDIT_CROSSFIT_STEPS} "
+          f"steps (at most {settings.DERMAUDIT_CROSSFIT_EPOCHS} epochs) x {settings.DERMAUDIT_CROSSFIT_FOLDS} folds; feature precision {', '.join(sorted(precisions))} "
           f"(--precision {args.precision})")
     header = f"| {'case':<46} | {'criterion':<22} | {'expected':<8} | {'verdict':<7} | {'value':>7} | right |"
     print(header)
@@ -262,7 +295,7 @@ def run(args, work: Path) -> None:
           + f"; whole run {time.perf_counter() - started:.0f} s")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"seed": args.seed, "feature_precision": sorted(precisions), "cases": outcome,
-                                    "details": details,
+                                    "details": details, "detectability_aucs": aucs,
                                     "audit_wall_s": walls}, indent=1) + "\n")
     print(f"written: {args.out}")
 

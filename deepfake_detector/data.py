@@ -24,6 +24,8 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 from PIL import Image, ImageOps
 
+from deepfake_detector.crops import window_of
+
 ImageSource = Union[str, Path, Image.Image, np.ndarray]
 
 REAL_LABEL = 0
@@ -34,10 +36,21 @@ SYNTHETIC_LABEL = 1
 class Preprocessing:
     size: int = 64
     jpeg_quality: int = 95
+    # 0: the whole image resized to `size` (the screen detector's input). > 0: native-resolution crops of `size` px
+    # from a centred window of at most this many px (deepfake_detector/crops.py), for detectors that must see the
+    # generator's pixel-scale traces.
+    window: int = 0
+
+    @property
+    def native(self) -> bool:
+        return self.window > 0
 
     @property
     def name(self) -> str:
         # Recorded in checkpoints and results: a different resize filter or quality is a different detector input.
+        if self.native:
+            return (f"rgb|jpeg-q{self.jpeg_quality}-444-whole-image|native-centre-window-{self.window}px-aligned-8|"
+                    f"crops-{self.size}px|tiles-mean-logit")
         return f"rgb|center-square-crop|pil-lanczos-{self.size}px|jpeg-q{self.jpeg_quality}-444"
 
 
@@ -57,8 +70,13 @@ def _to_pil(source: ImageSource) -> Image.Image:
 
 
 def standardise_image(source: ImageSource, preprocessing: Preprocessing = Preprocessing()) -> np.ndarray:
-    """Decode any supported source to a uint8 ``size x size x 3`` array (step 1 of the preprocessing)."""
+    """Decode any supported source to a uint8 ``size x size x 3`` array (step 1 of the preprocessing); with a native
+    preprocessing, to its native window (crops.window_of), of side between ``size`` and ``window``."""
     image = _to_pil(source).convert("RGB")
+    if preprocessing.native:
+        # The whole image through the same encoder first, for both classes; then the native window, unresampled.
+        pixels = jpeg_roundtrip(np.asarray(image, dtype=np.uint8), preprocessing.jpeg_quality)
+        return window_of(pixels, preprocessing.size, preprocessing.window)[0]
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
@@ -72,14 +90,27 @@ def standardise_image(source: ImageSource, preprocessing: Preprocessing = Prepro
 def standardise_images(
     sources: Union[np.ndarray, Sequence[ImageSource]], preprocessing: Preprocessing = Preprocessing()
 ) -> np.ndarray:
-    """Standardise many images to one uint8 NHWC array. Arrays already at the target shape pass through unchanged."""
+    """Standardise many images to one uint8 NHWC array. Arrays already at the target shape pass through unchanged.
+    With a native preprocessing: a 1-d object array of windows (their sides differ with the images' sizes)."""
     size = preprocessing.size
+    if preprocessing.native:
+        if isinstance(sources, np.ndarray) and sources.dtype == object:
+            return sources  # windows already
+        return as_windows([standardise_image(source, preprocessing) for source in sources])
     if isinstance(sources, np.ndarray) and sources.dtype == np.uint8 and sources.shape[1:] == (size, size, 3):
         return sources
     standardised = [standardise_image(source, preprocessing) for source in sources]
     if not standardised:
         return np.zeros((0, size, size, 3), dtype=np.uint8)
     return np.stack(standardised)
+
+
+def as_windows(windows: Sequence[np.ndarray]) -> np.ndarray:
+    """A 1-d object array holding one window per image (numpy indexing and concatenation keep working)."""
+    out = np.empty(len(windows), dtype=object)
+    for index, window in enumerate(windows):
+        out[index] = window
+    return out
 
 
 def jpeg_roundtrip(image: np.ndarray, quality: int) -> np.ndarray:

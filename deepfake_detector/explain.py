@@ -20,6 +20,7 @@ from PIL import Image
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, RandomCAM
 from pytorch_grad_cam.utils.image import show_cam_on_image
 
+from deepfake_detector.crops import stitch, tiles
 from deepfake_detector.data import encode_for_model, standardise_images
 from deepfake_detector.model import Detector, images_to_tensor
 from deepfake_detector.scoring import logits_of_encoded
@@ -79,7 +80,15 @@ class CamResult:
 
 
 def encoded_inputs(detector: Detector, images: np.ndarray) -> np.ndarray:
-    """Both preprocessing steps: what the network actually sees (uint8 NHWC)."""
+    """Both preprocessing steps: what the network actually sees (uint8 NHWC). A native-crop detector sees crops:
+    pass its inputs as uint8 N x size x size x 3 crops (e.g. crops.tiles of a window); they get the final encoding."""
+    if detector.preprocessing.native:
+        size = detector.preprocessing.size
+        crops = np.asarray(images)
+        if crops.dtype != np.uint8 or crops.shape[1:] != (size, size, 3):
+            raise ValueError(f"a native-crop detector explains {size}-px crops (crops.tiles of a window), "
+                             f"got {crops.dtype} {crops.shape}")
+        return encode_for_model(crops, detector.preprocessing)
     return encode_for_model(standardise_images(images, detector.preprocessing), detector.preprocessing)
 
 
@@ -173,6 +182,41 @@ def save_overlays(
         enlarged = Image.fromarray(side_by_side).resize(
             (side_by_side.shape[1] * upscale, side_by_side.shape[0] * upscale), Image.Resampling.NEAREST
         )
+        class_name = "synthetic" if label == 1 else "real"
+        path = output_dir / f"{class_name}_{rank}_{index:05d}_{method}.png"
+        enlarged.save(path, format="PNG")
+        records.append(OverlayRecord(str(path), index, int(label), float(probabilities[index]), rank))
+    return records
+
+
+def save_window_overlays(
+    detector: Detector,
+    windows: np.ndarray,
+    labels: np.ndarray,
+    probabilities: np.ndarray,
+    output_dir: str | Path,
+    *,
+    per_class: int = 2,
+    method: CamMethod = "gradcam",
+    target: CamTarget = "synthetic",
+    upscale: int = 2,
+) -> list[OverlayRecord]:
+    """`save_overlays` for a native-crop detector: the map of every tile of the window, laid out over the whole
+    window (crops.stitch), so a reader sees where in the lesion the traces are. `windows` is an object array (only
+    the chosen rows are read)."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    size = detector.preprocessing.size
+    records = []
+    for index, label, rank in select_confidence_extremes(np.asarray(labels), np.asarray(probabilities), per_class):
+        window = windows[index]
+        crops = tiles(window, size)
+        cams = cams_of_encoded(detector, encoded_inputs(detector, crops), method=method, target=target)
+        heat = stitch(cams.maps, window.shape[0], size)
+        overlay = show_cam_on_image(window.astype(np.float32) / 255.0, heat, use_rgb=True)
+        side_by_side = np.concatenate([window, overlay], axis=1)
+        enlarged = Image.fromarray(side_by_side).resize(
+            (side_by_side.shape[1] * upscale, side_by_side.shape[0] * upscale), Image.Resampling.NEAREST)
         class_name = "synthetic" if label == 1 else "real"
         path = output_dir / f"{class_name}_{rank}_{index:05d}_{method}.png"
         enlarged.save(path, format="PNG")

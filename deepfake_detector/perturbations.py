@@ -31,6 +31,20 @@ def down_up_resize(image: np.ndarray, factor: float = 0.5) -> np.ndarray:
     return np.asarray(small.resize((width, height), Image.Resampling.BICUBIC), dtype=np.uint8).copy()
 
 
+UPSAMPLING_MODES = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+                    "bicubic": Image.Resampling.BICUBIC}
+
+
+def upsampling_trace(image: np.ndarray, mode: str = "bilinear") -> np.ndarray:
+    """The trace of a generator that renders at half size and upsamples 2x: the image at half its size (Lanczos,
+    antialiased), then twice as large again through `mode` (nearest, bilinear or bicubic), cropped to even sides.
+    Applied to held-out real images it makes a set whose answer is known — real content, a generator's trace —
+    the hard positive control of pixel-level detectability."""
+    height, width = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
+    small = Image.fromarray(image[:height, :width]).resize((width // 2, height // 2), Image.Resampling.LANCZOS)
+    return np.asarray(small.resize((width, height), UPSAMPLING_MODES[mode]), dtype=np.uint8).copy()
+
+
 def apply_to_batch(images: np.ndarray, perturbation: Perturbation) -> np.ndarray:
     return np.stack([perturbation(image) for image in images]) if len(images) else images
 

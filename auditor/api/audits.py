@@ -48,6 +48,10 @@ def _ratio(value) -> str | None:
 
 # Options a criterion takes besides threshold and enabled, each with its check (None: valid, else the problem).
 CRITERION_OPTIONS = {
+    "detectability": {
+        "tests": lambda v: None if isinstance(v, list) and v and set(v) <= {"vit", "probe"} and len(set(v)) == len(v)
+        else "must be a non-empty list of distinct tests among 'vit' and 'probe'",
+    },
     "utility_gain": {
         "label": _label_column,
         "ratio": _ratio,
@@ -137,7 +141,9 @@ def _criteria_settings_schema() -> dict:
                                                                                   {"type": "number"}]},
                "class_mix": {"type": "string", "enum": list(CLASS_MIXES)},
                "high_risk": {"type": "array", "items": {"type": "string"}},
-               "classifier": {"type": "string", "enum": ["linear_probe", "fine_tuned"]}}
+               "classifier": {"type": "string", "enum": ["linear_probe", "fine_tuned"]},
+               "tests": {"type": "array", "items": {"type": "string", "enum": ["vit", "probe"]}, "minItems": 1,
+                         "uniqueItems": True}}
     properties = {}
     for name in DEFAULT_CRITERIA:
         fields = {"threshold": {"type": "number"}, "enabled": {"type": "boolean"}}

@@ -6,13 +6,15 @@ import numpy as np
 from django.conf import settings
 
 import deepfake_detector as dd
+from auditor.audits.detectability import native_windows
 from auditor.audits.images import artefact_folder, ordered_images, seeded
 from auditor.detection.runs import _phototype, load, standardised, store_scores
 from auditor.models import Audit, DetectorRun, Image
 from auditor.models.storage import media_name, media_path
 from auditor.models.training import TrainingStatus
+from deepfake_detector.crops import tiles
 from deepfake_detector.evaluate import roc_points
-from deepfake_detector.explain import select_confidence_extremes
+from deepfake_detector.explain import save_window_overlays, select_confidence_extremes
 
 
 def ensure_detector(audit: Audit) -> DetectorRun | None:
@@ -100,16 +102,29 @@ def explanations_stage(audit: Audit) -> dict:
     extremes = [index for index, _, _ in select_confidence_extremes(labels, probabilities, per_class=2)]
     # Only the images Grad-CAM explains are decoded; the other rows stay blank and are never read.
     size = detector.preprocessing.size
-    images = np.zeros((len(everything), size, size, 3), dtype=np.uint8)
     needed = sorted(set(chosen.tolist()) | set(extremes))
-    images[needed] = standardised([everything[i] for i in needed], detector.preprocessing)
-    overlays = dd.save_overlays(detector, images, labels, probabilities, artefact_folder(audit, "gradcam"), per_class=2,
-                                method="gradcam", target="synthetic")
-    road = dd.road_faithfulness(detector, images[chosen], method="gradcam", target="synthetic", n_bootstrap=500,
+    if detector.preprocessing.native:
+        # A map per tile, laid out over the whole window; ROAD on one seeded tile of each chosen image (a tile is
+        # what the network decides on; the image's score is the mean of its tiles').
+        windows = np.empty(len(everything), dtype=object)
+        windows[needed] = list(native_windows([everything[i].path for i in needed], detector.preprocessing))
+        overlays = save_window_overlays(detector, windows, labels, probabilities, artefact_folder(audit, "gradcam"),
+                                        per_class=2, method="gradcam", target="synthetic")
+        tile_rng = np.random.default_rng(seeded(audit, 72))
+        road_inputs = np.stack([(lambda t: t[tile_rng.integers(len(t))])(tiles(windows[i], size)) for i in chosen])
+    else:
+        images = np.zeros((len(everything), size, size, 3), dtype=np.uint8)
+        images[needed] = standardised([everything[i] for i in needed], detector.preprocessing)
+        overlays = dd.save_overlays(detector, images, labels, probabilities, artefact_folder(audit, "gradcam"),
+                                    per_class=2, method="gradcam", target="synthetic")
+        road_inputs = images[chosen]
+    road = dd.road_faithfulness(detector, road_inputs, method="gradcam", target="synthetic", n_bootstrap=500,
                                 random_seeds=(0, 1, 2), seed=seeded(audit, 71))
     return {
         "available": True, "method": "Grad-CAM (pytorch-grad-cam), target layer blocks[-1].norm1, class token dropped",
-        "detector": "the audit's own cross-fitted ViT, fold 0, on the images of its test fold (never trained on them)",
+        "detector": "the audit's own cross-fitted ViT, fold 0, on the images of its test fold (never trained on them)"
+                    + ("; maps of every 64-px tile laid over the whole window, ROAD on one seeded tile per image"
+                       if detector.preprocessing.native else ""),
         "n_explained_fold": len(everything),
         "target": "synthetic logit", "road_images": "generated",
         "overlays": [{"path": media_name(o.path), "label": "synthetic" if o.label else "real", "probability_synthetic": o.probability_synthetic,

@@ -25,10 +25,13 @@ DEFAULT_CRITERIA = {
     "memorization_rate": {"threshold": 0.05, "direction": "max", "enabled": True,
                           "basis": "upper 95% CI of the calibrated copy rate (flips, rotations, crops, resizing, colour, blur, JPEG)"},
     "phototype_tvd": {"threshold": 0.5, "direction": "max", "enabled": True, "basis": "total variation distance to the target"},
-    "detectability_auc": {"threshold": 0.75, "direction": "max", "enabled": True,
-                          "basis": "upper 95% CI of the cross-fitted ViT detector's AUC, generated vs reference"},
-    "probe_auc": {"threshold": 0.75, "direction": "max", "enabled": True,
-                  "basis": "upper 95% CI of the cross-fitted feature probe's AUC, generated vs reference"},
+    # One detectability verdict over every test the audit runs (tests: "vit", the cross-fitted ViT on native-resolution
+    # crops, and "probe", the cross-fitted feature probe): PASS only if every test's upper bound stays at or below the
+    # threshold with its controls met; FAIL if any test's exceeds it.
+    "detectability": {"threshold": 0.75, "direction": "max", "enabled": True,
+                      "basis": "largest upper 95% CI bound of the cross-fitted AUCs of the audit's detectability tests "
+                               "(ViT on native-resolution crops, feature probe), generated vs reference",
+                      "tests": ["vit", "probe"]},
     # Non-inferiority of a classifier trained with the generated images (auditor/audits/utility.py): adding them must not
     # cost more than 0.02 AUROC on real test images. label: the class column; ratio: generated images per real training
     # image at which it decides (a number, or "own" for the set's own size); class_mix: real | balanced | generated;

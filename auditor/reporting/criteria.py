@@ -203,6 +203,7 @@ class Control:
     # None: the criterion's own threshold (negative: must pass; positive: must fail). Else (direction, bound, measure).
     requirement: tuple[str, float, Measure] | None = None
     misbehaves: str = ""  # what it means when this control does not behave, added to the N/A reason
+    test: str = ""  # of a criterion made of several tests: the test it belongs to (left out when not selected)
     # A positive control shows that the instrument can fail; "pass": it guards only a PASS, so a set that fails the
     # criterion itself (with its negative control met) is FAIL whatever this control shows: the instrument's power
     # to fail was shown on the set.
@@ -232,15 +233,66 @@ def _fidelity_controls(measure_label: str) -> tuple[Control, ...]:
     )
 
 
-def _detectability_controls(kind: str) -> tuple[Control, ...]:
-    return (
-        Control("negative", "one random half of the reference against the other half",
-                _path("detectability", kind, "negative_control", missing="not measured"),
-                "the detectability stage did not run"),
-        Control("positive", "the baseline generator's images",
-                _path("detectability", kind, "positive_control", missing="no baseline set in this audit"),
-                "no baseline set in this audit", requirement=("min", 0.9, AUC_POINT)),
-    )
+DETECTABILITY_TESTS = {"vit": "ViT on native-resolution crops", "probe": "feature probe"}
+
+
+def _detectability(results: dict, audit: Audit) -> dict | None:
+    """The detectability tests of the audit as one block: the deciding test is the one with the largest upper bound
+    (every test must stay at or below the threshold for a PASS, so the largest bound decides). `tests` keeps each
+    test's AUC and CI, and whether it distinguishes the set from the reference (CI above 0.5 after Holm's correction
+    across the tests)."""
+    stage = results.get("detectability")
+    if stage is None:
+        return None
+    tests = [t for t in audit.effective_criteria().get("detectability", {}).get("tests", list(DETECTABILITY_TESTS))
+             if t in DETECTABILITY_TESTS]
+    if not tests:
+        return {"error": "no detectability test selected"}
+    found = []
+    for test in tests:
+        item = (stage.get(test) or {}).get("audited") or {}
+        if item.get("auc") is None:
+            return {"error": f"{DETECTABILITY_TESTS[test]}: {item.get('error') or 'not computed'}"}
+        found.append((test, item))
+    distinguishable = holm_distinguishable([item for _, item in found])
+    deciding_test, deciding = max(found, key=lambda pair: (_ci(pair[1].get("ci"))[1] or 0.0))
+    return {"auc": deciding["auc"], "ci": deciding.get("ci"), "test": deciding_test,
+            "tests": [{"test": test, "title": DETECTABILITY_TESTS[test], "auc": item["auc"],
+                       "ci": item.get("ci"), **holm} for (test, item), holm in zip(found, distinguishable)]}
+
+
+def holm_distinguishable(items: list[dict], alpha: float = 0.05) -> list[dict]:
+    """One-sided p-values of AUC > 0.5 from each test's DeLong interval (its standard error from the lower side, which
+    clipping at 1 leaves intact), adjusted by Holm across the tests (statsmodels): 'distinguishable from this
+    reference' at family-wise level alpha."""
+    from scipy.stats import norm
+    from statsmodels.stats.multitest import multipletests
+
+    p_values = []
+    for item in items:
+        low = _ci(item.get("ci"))[0]
+        se = (item["auc"] - low) / norm.ppf(0.975) if low is not None and item["auc"] > low else None
+        p_values.append(float(norm.sf((item["auc"] - 0.5) / se)) if se else (0.0 if item["auc"] > 0.5 else 1.0))
+    reject, adjusted, _, _ = multipletests(p_values, alpha=alpha, method="holm")
+    return [{"p_value": p, "holm_p_value": float(a), "distinguishable": bool(r)}
+            for p, a, r in zip(p_values, adjusted, reject)]
+
+
+def _detectability_controls() -> tuple[Control, ...]:
+    controls = []
+    for test, positive in (("vit", "the other reference half with a generator's 2x upsampling trace (hard, at this "
+                                    "audit's resolution)"),
+                           ("probe", "the baseline generator's images")):
+        controls += [
+            Control("negative", f"{DETECTABILITY_TESTS[test]}: one random half of the reference against the other half",
+                    _path("detectability", test, "negative_control", missing="not measured"),
+                    "the detectability stage did not run", test=test),
+            Control("positive", f"{DETECTABILITY_TESTS[test]}: {positive}",
+                    _path("detectability", test, "positive_control", missing="no baseline set in this audit"),
+                    "no baseline set in this audit", requirement=("min", 0.9, AUC_POINT), test=test, guards="pass",
+                    misbehaves="this test is too weak to vouch for a set it cannot tell apart"),
+        ]
+    return tuple(controls)
 
 
 CRITERIA: dict[str, Criterion] = {
@@ -293,18 +345,14 @@ CRITERIA: dict[str, Criterion] = {
                     _path("phototype", "controls", "single_type", missing="not measured"),
                     "the phototype stage did not run"),
         )),
-    "detectability_auc": Criterion(
-        "Detectable by a detector trained on these images (ViT, cross-fitted AUC)",
-        "A ViT detector trained on this generated set against the reference, each image scored by a model that "
-        "never trained on it: 0.5 means it cannot tell them apart, 1 always.", "ROC AUC, 0–1 (upper 95% CI bound)",
-        AUC_UPPER, _path("detectability", "vit", "audited", missing="not computed"),
-        "the detectability stage did not run", _detectability_controls("vit")),
-    "probe_auc": Criterion(
-        "Detectable from image features (cross-fitted linear probe AUC)",
-        "A logistic regression on the extractor's features, cross-fitted like the ViT: a seconds-cheap second "
-        "opinion on detectability.", "ROC AUC, 0–1 (upper 95% CI bound)", AUC_UPPER,
-        _path("detectability", "probe", "audited", missing="not computed"), "the detectability stage did not run",
-        _detectability_controls("probe")),
+    "detectability": Criterion(
+        "Detectable by detectors trained on these images (cross-fitted AUC of every test)",
+        "Classifiers trained on this generated set against the reference — a ViT reading the pixels at their own scale "
+        "and a logistic-regression probe on the extractor's features — each image scored by a model that never "
+        "trained on it: 0.5 means a test cannot tell them apart, 1 always. The set passes only if no test tells "
+        "it apart beyond the threshold; 'distinguishable' means from this reference (real images of another clinic "
+        "are distinguishable too).", "ROC AUC, 0–1 (largest upper 95% CI bound over the tests)",
+        AUC_UPPER, _detectability, "the detectability stage did not run", _detectability_controls()),
     "utility_gain": Criterion(
         "Fitness for purpose: a classifier trained with these images (AUROC gain)",
         "Does adding the generated images to a real training set help a classifier of the same classes on real "
@@ -406,9 +454,10 @@ def evaluate_criteria(audit: Audit, results: dict | None = None) -> list[dict]:
         measured = _measure(criterion.measure, block, criterion.absent)
         value, reason = measured.value, measured.reason
         threshold, direction = spec["threshold"], spec["direction"]
-        controls = [_control_row(c, criterion, spec, results, audit) for c in criterion.controls]
+        selected = [c for c in criterion.controls if not c.test or c.test in spec.get("tests", [c.test])]
+        controls = [_control_row(c, criterion, spec, results, audit) for c in selected]
         if value is not None and reason is None and not _passes(value, threshold, direction):
-            for control, row in zip(criterion.controls, controls):
+            for control, row in zip(selected, controls):
                 if control.guards == "pass" and not row["ok"]:
                     row["waived"] = "not needed: the set failed the criterion itself, which shows the test can fail"
         controls_that_count = [c for c in controls if not c.get("waived")]
@@ -432,6 +481,7 @@ def evaluate_criteria(audit: Audit, results: dict | None = None) -> list[dict]:
             "threshold": threshold, "direction": direction, "status": status, "reason": reason, "controls": controls,
             "controls_note": criterion.controls_note, "threshold_text": _bound_text(direction, threshold),
             "comparison_text": comparison_text(measured.compares, value, threshold, direction),
+            **({"tests": block["tests"]} if isinstance(block, dict) and block.get("tests") else {}),
         })
     return rows
 

@@ -6,7 +6,7 @@ from collections import Counter
 from auditor.models import Audit, ImageSet
 from auditor.models.storage import media_exists
 from auditor.reporting import Callout, Chart, Facts, ImageGrid, ImageRef, Paragraph, Section, Table
-from auditor.reporting.criteria import reader_summary
+from auditor.reporting.criteria import holm_distinguishable, reader_summary
 from deepfake_detector.evaluate import roc_points
 
 PHOTOTYPES = ["1", "2", "3", "4", "5", "6", "undetermined"]
@@ -224,6 +224,8 @@ def _detectability_rows(name: str, block: dict) -> list[list]:
     for key, label in (("audited", "generated set"), ("negative_control", "reference half vs half (negative control)"),
                        ("positive_control", "baseline set (positive control)")):
         item = block.get(key)
+        if key == "positive_control" and item and item.get("label"):
+            label = f"{item['label']} (positive control)"
         if item is None:
             continue
         if item.get("error"):
@@ -247,17 +249,45 @@ def detector_section(audit: Audit, results: dict) -> Section:
     detectability = results.get("detectability") or {}
     if detectability:
         vit, probe = detectability.get("vit") or {}, detectability.get("probe") or {}
+        vit_method = (vit.get("audited") or {}).get("method", "")
         blocks.append(Paragraph(
             "Detectability is a classifier two-sample test: a classifier is trained on this generated set against the "
             "reference, cross-fitted so that every image is scored only by a model that never trained on it; an AUC "
-            "of 0.5 means it cannot tell them apart. Two classifiers: the ViT detector on the pixels (trained for "
-            f"{(vit.get('audited') or {}).get('epochs', '—')} epochs per fold) and a logistic-regression probe on the "
-            "extractor's features (with a label-permutation null on the same folds). Each also ran on one random half "
-            "of the reference against the other (must not be distinguishable) and on the baseline set (must be "
-            "detected at AUC ≥ 0.9)."))
+            "of 0.5 means it cannot tell them apart. Two tests, one verdict: the set passes only if neither tells it "
+            "apart beyond the threshold. The ViT reads the pixels at their own scale — native-resolution 64-px crops "
+            "of a centred window, both classes re-encoded by the same JPEG encoder before cropping, the image's score "
+            "the mean over a grid of tiles — because a whole-image resize removes the traces a generator's "
+            f"upsampling leaves ({vit_method or 'not run'}). The probe is a logistic regression on the extractor's "
+            "features, with a label-permutation null on the same folds. Each test also ran on one random half of the "
+            "reference against the other (must not be distinguishable) and on a positive control it must detect at "
+            "AUC ≥ 0.9: for the ViT the other reference half carrying a generator's 2× upsampling trace, a control as "
+            "hard as real generators at this audit's resolution; for the probe the baseline set. A test that misses "
+            "its positive control cannot support a PASS."))
         blocks.append(Table(["Test", "Set", "AUC", "95% CI", "permutation null 95%", "real", "synthetic", "outcome"],
                             _detectability_rows("ViT, cross-fitted", vit) + _detectability_rows("feature probe", probe),
                             "Detectability (out-of-fold AUC, DeLong 95% CI)"))
+        audited = [(name, item) for name, item in (("ViT", vit.get("audited") or {}), ("feature probe",
+                                                                                         probe.get("audited") or {}))
+                   if item.get("auc") is not None]
+        if audited:
+            holm = holm_distinguishable([item for _, item in audited])
+            blocks.append(Table(["Test", "AUC", "p (AUC > 0.5)", "Holm-adjusted p", "distinguishable from this reference"],
+                                [[name, item["auc"], h["p_value"], h["holm_p_value"], "yes" if h["distinguishable"] else "no"]
+                                 for (name, item), h in zip(audited, holm)],
+                                "Is the set distinguishable at all? One-sided DeLong tests, Holm's correction across the "
+                                "tests (family-wise 5 %); the verdict's rule needs no correction: every test must "
+                                "pass on its own", digits=[0, 3, 4, 4, 0]))
+        inputs = vit.get("inputs") or {}
+        if inputs:
+            blocks.append(Table(
+                ["Set", "images", "formats", "median size", "window", "smaller than the window", "resized up to the crop"],
+                [[name, facts["n"], ", ".join(f"{k} {v}" for k, v in sorted(facts["formats"].items())),
+                  f"{facts['median_width']:.0f} × {facts['median_height']:.0f}" if facts["median_width"] else None,
+                  facts["window_px"], facts["smaller_than_window"], facts["smaller_than_crop"]]
+                 for name, facts in inputs.items()],
+                "What the ViT's input keeps besides the generator: file formats (every image is re-encoded by one "
+                "JPEG encoder first, but a reference that was JPEG-compressed or downscaled before it reached us keeps "
+                "those traces in its pixels), pixel sizes, and images too small for a native crop"))
         curves = []
         for name, item in (("cross-fitted ViT", vit.get("audited") or {}), ("feature probe", probe.get("audited") or {})):
             roc = _roc(item)

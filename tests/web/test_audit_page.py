@@ -217,7 +217,7 @@ def test_a_draft_lists_its_thresholds_in_plain_language(client, quality_user, or
     assert rows[0] == ["Criterion", "Threshold", "Used"]
     used = {row[0]: row[2] for row in rows[1:]}
     assert [used[title] for title in used if title.startswith(CRITERIA["reader_auc"].title)] == ["yes"]
-    assert [used[title] for title in used if title.startswith(CRITERIA["probe_auc"].title)] == ["yes"]  # on by default
+    assert [used[title] for title in used if title.startswith(CRITERIA["detectability"].title)] == ["yes"]  # on by default
     assert 'id="run-audit"' in html and 'id="report"' not in html
     assert "<dt>Feature precision</dt><dd>the deployment's default, recorded when the audit starts</dd>" in html
 

@@ -108,7 +108,7 @@ def test_one_failure_is_fail_whatever_else_is_na(quality_client, org, sets):
     del results["fidelity"]["baseline"]  # FD, KID, precision, recall lose their positive control: N/A
     body = detail(quality_client, audit_with(org, sets, results))
     statuses = {c["name"]: c["status"] for c in body["criteria"]}
-    assert statuses["probe_auc"] == "FAIL" and statuses["kid"] == "N/A"
+    assert statuses["detectability"] == "FAIL" and statuses["kid"] == "N/A"
     assert body["verdict"] == "FAIL"
 
 
@@ -116,11 +116,11 @@ def test_a_selected_criterion_that_is_na_makes_it_incomplete_never_pass(quality_
     results = passing_results()
     results["detectability"]["vit"]["positive_control"] = auc(0.7, 0.6, 0.8)  # cannot detect the known-bad set
     body = detail(quality_client, audit_with(org, sets, results))
-    vit = next(c for c in body["criteria"] if c["name"] == "detectability_auc")
+    vit = next(c for c in body["criteria"] if c["name"] == "detectability")
     assert vit["status"] == "N/A" and "positive control did not behave" in vit["reason"]
     assert body["verdict"] == "INCOMPLETE"
     # The same N/A criterion, not selected, no longer counts.
-    off = audit_with(org, sets, results, criteria={"detectability_auc": {"enabled": False}})
+    off = audit_with(org, sets, results, criteria={"detectability": {"enabled": False}})
     assert detail(quality_client, off)["verdict"] == "PASS"
     # A selected reader study without a closed study behind it is N/A too.
     reader = audit_with(org, sets, passing_results(), criteria={"reader_auc": {"enabled": True}})
@@ -202,8 +202,9 @@ def test_the_criteria_numbers_are_the_stored_results(quality_client, org, sets):
     assert by_name["kid"]["threshold"] == 10.0  # this audit's setting
 
     probe = results["detectability"]["probe"]["audited"]
-    assert (by_name["probe_auc"]["value"], by_name["probe_auc"]["compared_value"]) == (probe["auc"], probe["ci"]["high"])
-    assert by_name["probe_auc"]["status"] == "FAIL"  # upper bound 1.0 > 0.75, both controls met
+    detectability = by_name["detectability"]
+    assert (detectability["value"], detectability["compared_value"]) == (probe["auc"], probe["ci"]["high"])
+    assert detectability["status"] == "FAIL"  # the probe's upper bound 1.0 > 0.75 decides, its controls met
 
     copies = results["memorization"]["copies"]["generated"]
     memorisation = by_name["memorization_rate"]
@@ -222,11 +223,11 @@ def test_the_criteria_numbers_are_the_stored_results(quality_client, org, sets):
     assert body["verdict"] == "FAIL"
 
     # Controls: numbers as numbers, `required` usable as it stands.
-    vit_positive = by_name["detectability_auc"]["controls"][1]
+    vit_positive = by_name["detectability"]["controls"][1]
     assert vit_positive["required"] == {"direction": "min", "bound": 0.9, "must": "pass", "op": ">=",
                                         "source": "control requirement"}
     assert vit_positive["value"] == results["detectability"]["vit"]["positive_control"]["auc"]
-    assert vit_positive["met"] is False  # AUC 0.66 on the baseline: the ViT criterion is N/A
+    assert vit_positive["met"] is False and vit_positive["waived"]  # AUC 0.66: too weak, but the probe fails the set
     fd_negative, fd_positive = by_name["fd_upper_ci_over_floor"]["controls"]
     assert fd_negative["required"] == {"direction": "max", "bound": 1.5, "must": "pass", "op": "<=",
                                        "source": "criterion threshold"}
